@@ -1,0 +1,278 @@
+package engine
+
+import (
+	"container/heap"
+	"math"
+)
+
+// outcome is what the core solver found for one problem.
+type outcome struct {
+	x         []float64 // best feasible plan (nil when none)
+	value     float64   // its true objective
+	ub        float64   // proven upper bound on the objective
+	iters     int       // relaxation iterations (price evaluations or IPM steps)
+	nodes     int       // branch-and-bound nodes
+	algorithm string
+	complete  bool // the search finished (not stopped by the node cap)
+}
+
+// relaxSolve solves the relaxation on a box and returns a point feasible for the linear
+// constraints (and the relaxed floors), a proven upper bound, and the work done.
+func relaxSolve(p *problem, lo, hi []float64) (x []float64, ub float64, iters int, ok bool) {
+	r := newRelax(p, lo, hi)
+	if len(p.rows) == 0 && len(p.floors) == 0 {
+		return r.lambdaSolve(p.w)
+	}
+	res := r.ipmSolve()
+	ub = r.dualBound(&res)
+	x = r.polish(&res)
+	if !res.ok && !p.feasibleLinear(x, lo, hi, 1e-9) {
+		if !linearFeasible(p, lo, hi) {
+			return nil, math.Inf(-1), res.iters, false
+		}
+	}
+	return x, ub, res.iters, true
+}
+
+func (p *problem) feasibleLinear(x, lo, hi []float64, tol float64) bool {
+	sum := 0.0
+	for i, v := range x {
+		if v < lo[i]-tol*math.Max(1, lo[i]) || v > hi[i]+tol*math.Max(1, hi[i]) {
+			return false
+		}
+		sum += v
+	}
+	scale := math.Max(1, sum)
+	if sum < p.tlo-tol*scale || sum > p.thi+tol*scale {
+		return false
+	}
+	for _, r := range p.rows {
+		v := r.eval(x)
+		if v < r.lo-tol*scale || v > r.hi+tol*scale {
+			return false
+		}
+	}
+	return true
+}
+
+// bnbNode is a box of the search.
+type bnbNode struct {
+	lo, hi []float64
+	ub     float64 // bound inherited from the parent
+	id     int
+}
+
+type nodeQueue []*bnbNode
+
+func (q nodeQueue) Len() int { return len(q) }
+func (q nodeQueue) Less(i, j int) bool {
+	if q[i].ub != q[j].ub {
+		return q[i].ub > q[j].ub
+	}
+	return q[i].id < q[j].id
+}
+func (q nodeQueue) Swap(i, j int)  { q[i], q[j] = q[j], q[i] }
+func (q *nodeQueue) Push(x any)    { *q = append(*q, x.(*bnbNode)) }
+func (q *nodeQueue) Pop() any {
+	old := *q
+	n := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return n
+}
+
+// solveCore maximises the problem's objective to within gapTol, by the relaxation alone
+// when the problem is concave and by best-first branch and bound on the channels whose
+// envelope is not tight otherwise (Udell & Boyd, "Maximizing a Sum of Sigmoids").
+func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
+	out := outcome{value: math.Inf(-1), ub: math.Inf(1), algorithm: "lagrangian-price-search"}
+	if len(p.rows) > 0 || len(p.floors) > 0 {
+		out.algorithm = "interior-point"
+	}
+	floorTol := 1e-9
+	consider := func(x []float64) {
+		if x == nil || !p.feasible(x, floorTol) {
+			return
+		}
+		if v := p.objective(x); v > out.value {
+			out.value, out.x = v, x
+		}
+	}
+	x, ub, it, ok := relaxSolve(p, p.lo, p.hi)
+	out.iters += it
+	out.nodes = 1
+	if !ok {
+		out.ub = math.Inf(-1)
+		out.complete = true
+		return out
+	}
+	out.ub = ub
+	consider(x)
+	if p.concave() {
+		out.complete = true
+		return out
+	}
+	out.algorithm = "branch-and-bound/" + out.algorithm
+	gapOK := func(bound float64) bool {
+		return bound-out.value <= gapTol*p.gapScale(out.x, out.value)
+	}
+	consider(p.roundBridges(x, p.lo, p.hi, &out))
+	if out.x != nil && gapOK(ub) {
+		out.complete = true
+		return out
+	}
+
+	q := &nodeQueue{}
+	nextID := 0
+	push := func(lo, hi []float64, ub float64) {
+		nextID++
+		heap.Push(q, &bnbNode{lo: lo, hi: hi, ub: ub, id: nextID})
+	}
+	prunedUB := math.Inf(-1)
+	branch := func(x, lo, hi []float64, ub float64) bool {
+		j, at := p.branchChannel(x, lo, hi)
+		if j < 0 {
+			return false
+		}
+		lhi := append([]float64(nil), hi...)
+		lhi[j] = at
+		rlo := append([]float64(nil), lo...)
+		rlo[j] = at
+		push(lo, lhi, ub)
+		push(rlo, hi, ub)
+		return true
+	}
+	if !branch(x, p.lo, p.hi, ub) {
+		out.complete = true
+		return out
+	}
+	for q.Len() > 0 {
+		nd := (*q)[0]
+		if out.x != nil && gapOK(nd.ub) {
+			break // best-first: every open node is within the gap
+		}
+		if out.nodes >= maxNodes {
+			break
+		}
+		heap.Pop(q)
+		out.nodes++
+		x, ub, it, ok := relaxSolve(p, nd.lo, nd.hi)
+		out.iters += it
+		if !ok {
+			continue
+		}
+		ub = math.Min(ub, nd.ub)
+		consider(x)
+		consider(p.roundBridges(x, nd.lo, nd.hi, &out))
+		if out.x != nil && gapOK(ub) {
+			prunedUB = math.Max(prunedUB, ub)
+			continue
+		}
+		if !branch(x, nd.lo, nd.hi, ub) {
+			prunedUB = math.Max(prunedUB, ub)
+		}
+	}
+	bound := prunedUB
+	for _, nd := range *q {
+		bound = math.Max(bound, nd.ub)
+	}
+	out.complete = q.Len() == 0 || (out.x != nil && gapOK(bound))
+	out.ub = math.Min(out.ub, math.Max(bound, out.value))
+	return out
+}
+
+// gapScale is the denominator of the relative gap: the objective's own size, or the
+// size of its response part when spend is priced in and the two nearly cancel.
+func (p *problem) gapScale(x []float64, v float64) float64 {
+	s := math.Abs(v)
+	if x != nil && p.cost > 0 {
+		s = math.Max(s, v+p.cost*sum(x))
+	}
+	return math.Max(s, 1e-300)
+}
+
+func sum(x []float64) float64 {
+	s := 0.0
+	for _, v := range x {
+		s += v
+	}
+	return s
+}
+
+// branchChannel picks the channel whose envelope overestimates most at x, and where to
+// split its box.
+func (p *problem) branchChannel(x, lo, hi []float64) (int, float64) {
+	r := newRelax(p, lo, hi)
+	best, bestGap, at := -1, 0.0, 0.0
+	for i := range x {
+		if hi[i]-lo[i] <= 1e-12*math.Max(1, hi[i]) {
+			continue
+		}
+		g := 0.0
+		z := lo[i]
+		for k := range r.env[i] {
+			e := &r.env[i][k]
+			if e.t == nil {
+				continue
+			}
+			wt := p.w[k]
+			for _, f := range p.floors {
+				if f.kpi == k {
+					wt = math.Max(wt, 1)
+				}
+			}
+			g += wt * e.gap(x[i])
+			z = math.Max(z, e.z)
+		}
+		if g > bestGap {
+			split := x[i]
+			// never split at an end: that would not shrink the box
+			if split-lo[i] <= 1e-9*(hi[i]-lo[i]) || hi[i]-split <= 1e-9*(hi[i]-lo[i]) {
+				split = lo[i] + (math.Min(z, hi[i])-lo[i])/2
+			}
+			if split <= lo[i] || split >= hi[i] {
+				continue
+			}
+			best, bestGap, at = i, g, split
+		}
+	}
+	if bestGap <= 1e-15*math.Abs(p.objective(x)) {
+		return -1, 0
+	}
+	return best, at
+}
+
+// roundBridges is the primal heuristic: channels sitting on an envelope's bridge are
+// switched either off (their minimum) or onto the concave part of their curve, whichever
+// is nearer, and the now tight relaxation is solved again.
+func (p *problem) roundBridges(x, lo, hi []float64, out *outcome) []float64 {
+	if x == nil {
+		return nil
+	}
+	r := newRelax(p, lo, hi)
+	nlo := append([]float64(nil), lo...)
+	nhi := append([]float64(nil), hi...)
+	changed := false
+	for i := range x {
+		for k := range r.env[i] {
+			e := &r.env[i][k]
+			if e.t == nil || e.z <= e.a || x[i] >= e.z || e.gap(x[i]) <= 1e-12*math.Max(1, math.Abs(e.t.val(x[i]))) {
+				continue
+			}
+			changed = true
+			if x[i]-lo[i] < e.z-x[i] {
+				nhi[i] = lo[i]
+			} else {
+				nlo[i] = math.Min(e.z, hi[i])
+			}
+		}
+	}
+	if !changed {
+		return nil
+	}
+	y, _, it, ok := relaxSolve(p, nlo, nhi)
+	out.iters += it
+	if !ok {
+		return nil
+	}
+	return y
+}

@@ -1,0 +1,394 @@
+package engine
+
+import (
+	"math"
+	"sort"
+)
+
+type curveKind uint8
+
+const (
+	kindLinear curveKind = iota
+	kindHill
+	kindSaturation
+	kindExponential
+	kindPower
+	kindLog
+	kindLogistic
+	kindPiecewise
+)
+
+// term is one response curve with its adstock folded in, as a function of spend x:
+// val(x) = f(s·x) with s = 1/(1−decay). All methods are total: they return finite
+// values for every x ≥ 0 except d1 at 0 for x^α-like curves with α < 1 (+Inf).
+type term struct {
+	kind  curveKind
+	beta  float64
+	alpha float64
+	kappa float64
+	k     float64
+	x0    float64
+	s     float64 // adstock multiplier
+
+	// infl is the inflection point in spend units: the curve is convex on [0, infl]
+	// and concave on [infl, ∞). 0 for concave curves, +Inf for convex ones.
+	infl float64
+
+	sig0 float64 // logistic: σ(−k·x0)
+
+	// piecewise: breakpoints in curve units including (0,0), slopes between them; the
+	// slope after the last point is 0.
+	px, py, ps []float64
+	concavePW  bool
+}
+
+func newTerm(c *Curve, a *Adstock) *term {
+	t := &term{s: 1}
+	if a != nil && a.Decay != nil {
+		t.s = 1 / (1 - *a.Decay)
+	}
+	get := func(p *float64) float64 {
+		if p == nil {
+			return 0
+		}
+		return *p
+	}
+	t.beta, t.alpha, t.kappa, t.k, t.x0 = get(c.Beta), get(c.Alpha), get(c.Kappa), get(c.K), get(c.X0)
+	switch c.Type {
+	case "linear":
+		t.kind = kindLinear
+	case "hill":
+		t.kind = kindHill
+		if t.alpha > 1 {
+			t.infl = t.kappa * math.Pow((t.alpha-1)/(t.alpha+1), 1/t.alpha) / t.s
+		}
+	case "saturation":
+		t.kind = kindSaturation
+	case "exponential":
+		t.kind = kindExponential
+	case "power":
+		t.kind = kindPower
+		if t.alpha > 1 {
+			t.infl = math.Inf(1)
+		}
+	case "log":
+		t.kind = kindLog
+	case "logistic":
+		t.kind = kindLogistic
+		t.sig0 = sigmoid(-t.k * t.x0)
+		if t.x0 > 0 {
+			t.infl = t.x0 / t.s
+		}
+	case "piecewise":
+		t.kind = kindPiecewise
+		t.px = append(t.px, 0)
+		t.py = append(t.py, 0)
+		for _, p := range c.Points {
+			t.px = append(t.px, p[0])
+			t.py = append(t.py, p[1])
+		}
+		t.concavePW = true
+		for j := 0; j+1 < len(t.px); j++ {
+			t.ps = append(t.ps, (t.py[j+1]-t.py[j])/(t.px[j+1]-t.px[j]))
+			if j > 0 && t.ps[j] > t.ps[j-1] {
+				t.concavePW = false
+			}
+		}
+		t.ps = append(t.ps, 0)
+	}
+	return t
+}
+
+// concave reports whether the term is concave on [0, ∞).
+func (t *term) concave() bool {
+	if t.kind == kindPiecewise {
+		return t.concavePW
+	}
+	return t.infl == 0
+}
+
+func sigmoid(z float64) float64 {
+	if z >= 0 {
+		return 1 / (1 + math.Exp(-z))
+	}
+	e := math.Exp(z)
+	return e / (1 + e)
+}
+
+// sigmoidSlope is σ(z)(1−σ(z)) computed without cancellation.
+func sigmoidSlope(z float64) float64 {
+	e := math.Exp(-math.Abs(z))
+	return e / ((1 + e) * (1 + e))
+}
+
+// val is the response at spend x.
+func (t *term) val(x float64) float64 {
+	y := t.s * x
+	switch t.kind {
+	case kindLinear:
+		return t.beta * y
+	case kindHill:
+		if y <= 0 {
+			return 0
+		}
+		u := y / t.kappa
+		if u <= 1 {
+			r := math.Pow(u, t.alpha)
+			return t.beta * r / (1 + r)
+		}
+		q := math.Pow(1/u, t.alpha)
+		return t.beta / (1 + q)
+	case kindSaturation:
+		return t.beta * y / (y + t.kappa)
+	case kindExponential:
+		return -t.beta * math.Expm1(-y/t.kappa)
+	case kindPower:
+		return t.beta * math.Pow(y, t.alpha)
+	case kindLog:
+		return t.beta * math.Log1p(y/t.kappa)
+	case kindLogistic:
+		return t.beta * (sigmoid(t.k*(y-t.x0)) - t.sig0)
+	case kindPiecewise:
+		j := t.segment(y)
+		return t.py[j] + t.ps[j]*(y-t.px[j])
+	}
+	return 0
+}
+
+// segment returns j with px[j] <= y < px[j+1] (the last index past the last point).
+func (t *term) segment(y float64) int {
+	j := sort.SearchFloat64s(t.px, y)
+	if j < len(t.px) && t.px[j] == y {
+		return j
+	}
+	return j - 1
+}
+
+// d1 is the derivative at x (the right derivative at piecewise breakpoints).
+func (t *term) d1(x float64) float64 {
+	y := t.s * x
+	var g float64
+	switch t.kind {
+	case kindLinear:
+		g = t.beta
+	case kindHill:
+		if y <= 0 {
+			switch {
+			case t.alpha > 1:
+				return 0
+			case t.alpha == 1:
+				return t.s * t.beta / t.kappa
+			default:
+				return math.Inf(1)
+			}
+		}
+		u := y / t.kappa
+		c := t.beta * t.alpha / t.kappa
+		if u <= 1 {
+			r := math.Pow(u, t.alpha)
+			g = c * (r / u) / ((1 + r) * (1 + r))
+		} else {
+			q := math.Pow(1/u, t.alpha)
+			g = c * (q / u) / ((1 + q) * (1 + q))
+		}
+	case kindSaturation:
+		d := y + t.kappa
+		g = t.beta * t.kappa / (d * d)
+	case kindExponential:
+		g = t.beta / t.kappa * math.Exp(-y/t.kappa)
+	case kindPower:
+		if y <= 0 {
+			switch {
+			case t.alpha > 1:
+				return 0
+			case t.alpha == 1:
+				return t.s * t.beta
+			default:
+				return math.Inf(1)
+			}
+		}
+		g = t.alpha * t.beta * math.Pow(y, t.alpha-1)
+	case kindLog:
+		g = t.beta / (t.kappa + y)
+	case kindLogistic:
+		g = t.beta * t.k * sigmoidSlope(t.k*(y-t.x0))
+	case kindPiecewise:
+		g = t.ps[t.segment(y)]
+	}
+	return t.s * g
+}
+
+// d2 is the second derivative at x (0 on linear pieces).
+func (t *term) d2(x float64) float64 {
+	y := t.s * x
+	var g float64
+	switch t.kind {
+	case kindHill:
+		if y <= 0 {
+			return 0
+		}
+		u := y / t.kappa
+		c := t.beta * t.alpha / (t.kappa * t.kappa)
+		a := t.alpha
+		if u <= 1 {
+			r := math.Pow(u, a)
+			g = c * ((a - 1) - (a+1)*r) * (r / (u * u)) / ((1 + r) * (1 + r) * (1 + r))
+		} else {
+			q := math.Pow(1/u, a)
+			g = c * ((a-1)*q - (a + 1)) * q / (u * u * (1 + q) * (1 + q) * (1 + q))
+		}
+	case kindSaturation:
+		d := y + t.kappa
+		g = -2 * t.beta * t.kappa / (d * d * d)
+	case kindExponential:
+		g = -t.beta / (t.kappa * t.kappa) * math.Exp(-y/t.kappa)
+	case kindPower:
+		if y <= 0 {
+			return 0
+		}
+		g = t.alpha * (t.alpha - 1) * t.beta * math.Pow(y, t.alpha-2)
+	case kindLog:
+		d := t.kappa + y
+		g = -t.beta / (d * d)
+	case kindLogistic:
+		z := t.k * (y - t.x0)
+		g = t.beta * t.k * t.k * sigmoidSlope(z) * (1 - 2*sigmoid(z))
+	}
+	return t.s * t.s * g
+}
+
+// sup is the curve's supremum as spend grows (+Inf for unbounded curves).
+func (t *term) sup() float64 {
+	switch t.kind {
+	case kindHill, kindSaturation, kindExponential:
+		return t.beta
+	case kindLogistic:
+		return t.beta * (1 - t.sig0)
+	case kindPiecewise:
+		return t.py[len(t.py)-1]
+	case kindLinear, kindPower, kindLog:
+		if t.beta == 0 {
+			return 0
+		}
+	}
+	return math.Inf(1)
+}
+
+// invD1 returns the spend x ≥ infl at which d1(x) = lam on the concave part of a smooth
+// curve, +Inf when the slope never falls to lam, and infl when it is already below lam
+// there. hint is a previous answer used to start the iteration (0 for none). Linear and
+// piecewise curves are handled by their callers.
+func (t *term) invD1(lam, hint float64) float64 {
+	if t.beta == 0 {
+		return t.infl
+	}
+	if lam <= 0 {
+		return math.Inf(1)
+	}
+	m := lam / t.s // slope wanted in curve units
+	var y float64
+	switch t.kind {
+	case kindSaturation:
+		y = math.Sqrt(t.beta*t.kappa/m) - t.kappa
+	case kindExponential:
+		y = t.kappa * math.Log(t.beta/(t.kappa*m))
+	case kindLog:
+		y = t.beta/m - t.kappa
+	case kindPower: // α < 1 here: convex powers never get this far
+		if t.alpha == 1 {
+			if m < t.beta {
+				return math.Inf(1)
+			}
+			return 0
+		}
+		y = math.Pow(m/(t.alpha*t.beta), 1/(t.alpha-1))
+	case kindLogistic:
+		c := m / (t.beta * t.k)
+		if c >= 0.25 {
+			return t.infl
+		}
+		sq := math.Sqrt(1 - 4*c)
+		hi := (1 + sq) / 2        // σ on the concave branch
+		lo := 2 * c / (1 + sq)    // 1−σ, without cancellation
+		y = t.x0 + (math.Log(hi)-math.Log(lo))/t.k
+	case kindHill:
+		y = t.hillInvD1(m, hint*t.s)
+	default:
+		return t.infl
+	}
+	x := y / t.s
+	if !(x > t.infl) { // also catches NaN
+		return t.infl
+	}
+	return x
+}
+
+// hillInvD1 solves f'(y) = m on the concave part of a Hill curve. With u = ln(y/κ) the
+// equation is φ(u) = (α−1)u − 2·softplus(αu) − ln(mκ/(βα)) = 0, and φ is concave and
+// decreasing past the inflection, so a Newton iteration kept inside a shrinking bracket
+// converges quickly and surely.
+func (t *term) hillInvD1(m, hintY float64) float64 {
+	a := t.alpha
+	target := math.Log(m * t.kappa / (t.beta * a))
+	phi := func(u float64) (float64, float64) {
+		v := a * u
+		return (a-1)*u - 2*softplus(v) - target, (a - 1) - 2*a*sigmoid(v)
+	}
+	lo := math.Inf(-1)
+	if a > 1 {
+		lo = math.Log((a-1)/(a+1)) / a
+		if f, _ := phi(lo); f <= 0 {
+			return t.infl * t.s
+		}
+	}
+	hi := math.Inf(1)
+	// Start from the hint or the large-spend asymptote f'(y) ≈ (βα/κ)·(y/κ)^(−α−1).
+	u := -target / (a + 1)
+	if hintY > 0 {
+		u = math.Log(hintY / t.kappa)
+	}
+	if a < 1 && u > 0 {
+		// below the knee the asymptote is (y/κ)^(α−1)
+		if w := target / (a - 1); w < 0 {
+			u = w
+		}
+	}
+	if u <= lo {
+		u = lo + 1
+	}
+	for i := 0; i < 100; i++ {
+		f, df := phi(u)
+		if f > 0 {
+			lo = u
+		} else {
+			hi = u
+		}
+		if f == 0 {
+			break
+		}
+		next := u - f/df
+		if !(next > lo && next < hi) { // Newton left the bracket: bisect instead
+			switch {
+			case math.IsInf(hi, 1):
+				next = lo + math.Max(1, math.Abs(lo))
+			case math.IsInf(lo, -1):
+				next = hi - math.Max(1, math.Abs(hi))
+			default:
+				next = lo + (hi-lo)/2
+			}
+		}
+		if math.Abs(next-u) <= 1e-15*math.Max(1, math.Abs(u)) || next == lo || next == hi {
+			u = next
+			break
+		}
+		u = next
+	}
+	return t.kappa * math.Exp(u)
+}
+
+func softplus(v float64) float64 {
+	if v > 0 {
+		return v + math.Log1p(math.Exp(-v))
+	}
+	return math.Log1p(math.Exp(v))
+}

@@ -1,0 +1,180 @@
+package engine
+
+import "math"
+
+// envelope is the concave envelope (the smallest concave majorant) of a term on a box
+// [a, b]. For smooth curves it is a straight "bridge" from (a, f(a)) with slope m up to
+// the tangency point z, then the curve itself on [z, b]; z = a when the curve is already
+// concave there and z = b for a chord. For piecewise-linear curves it is the upper hull
+// of the breakpoints inside the box.
+//
+// Replacing every term by its envelope turns the problem into a concave one whose optimum
+// bounds the true optimum from above; branch and bound narrows boxes until the two meet.
+type envelope struct {
+	t        *term
+	a, b     float64
+	z, fa, m float64
+	// upper hull for piecewise terms: points (hx, hy), slopes hs between them
+	hx, hy, hs []float64
+}
+
+func newEnvelope(t *term, a, b float64) envelope {
+	e := envelope{t: t, a: a, b: b, z: a, fa: t.val(a)}
+	if t.kind == kindPiecewise {
+		e.buildHull()
+		return e
+	}
+	if b <= a || t.infl <= a {
+		return e // a point, or concave on the whole box
+	}
+	fb := t.val(b)
+	chord := (fb - e.fa) / (b - a)
+	if t.infl >= b || t.d1(b) >= chord {
+		// convex on the box, or the tangent from a would touch beyond b: a chord.
+		e.z, e.m = b, chord
+		return e
+	}
+	// Tangency: ψ(z) = f'(z)(z−a) − (f(z)−f(a)) is positive at the inflection, negative
+	// at b here, and decreasing in between (ψ' = f''(z)(z−a) < 0 on the concave part).
+	lo, hi := math.Max(t.infl, a), b
+	z := lo + (hi-lo)/2
+	for i := 0; i < 200; i++ {
+		psi := t.d1(z)*(z-a) - (t.val(z) - e.fa)
+		if psi > 0 {
+			lo = z
+		} else {
+			hi = z
+		}
+		dpsi := t.d2(z) * (z - a)
+		next := z - psi/dpsi
+		if !(next > lo && next < hi) {
+			next = lo + (hi-lo)/2
+		}
+		if next == z || hi-lo <= 1e-15*hi {
+			break
+		}
+		z = next
+	}
+	e.z = hi // the side where the tangent line stays above the curve
+	e.m = (t.val(e.z) - e.fa) / (e.z - a)
+	return e
+}
+
+func (e *envelope) buildHull() {
+	t := e.t
+	// candidate points: a, the breakpoints strictly inside (a, b), b — in spend units.
+	xs := []float64{e.a}
+	for _, p := range t.px {
+		if x := p / t.s; x > e.a && x < e.b {
+			xs = append(xs, x)
+		}
+	}
+	if e.b > e.a {
+		xs = append(xs, e.b)
+	}
+	hx := make([]float64, 0, len(xs))
+	hy := make([]float64, 0, len(xs))
+	for _, x := range xs {
+		y := t.val(x)
+		// pop points that fall below the chord to the new point (monotone chain)
+		for len(hx) >= 2 {
+			x1, y1 := hx[len(hx)-2], hy[len(hy)-2]
+			x2, y2 := hx[len(hx)-1], hy[len(hy)-1]
+			if (y2-y1)*(x-x1) <= (y-y1)*(x2-x1) {
+				hx, hy = hx[:len(hx)-1], hy[:len(hy)-1]
+				continue
+			}
+			break
+		}
+		hx, hy = append(hx, x), append(hy, y)
+	}
+	hs := make([]float64, len(hx))
+	for j := 0; j+1 < len(hx); j++ {
+		hs[j] = (hy[j+1] - hy[j]) / (hx[j+1] - hx[j])
+	}
+	e.hx, e.hy, e.hs = hx, hy, hs
+}
+
+func (e *envelope) hullSegment(x float64) int {
+	j := 0
+	for j+1 < len(e.hx)-1 && x >= e.hx[j+1] {
+		j++
+	}
+	return j
+}
+
+func (e *envelope) val(x float64) float64 {
+	if e.hx != nil {
+		j := e.hullSegment(x)
+		return e.hy[j] + e.hs[j]*(x-e.hx[j])
+	}
+	if x < e.z {
+		return e.fa + e.m*(x-e.a)
+	}
+	return e.t.val(x)
+}
+
+func (e *envelope) d1(x float64) float64 {
+	if e.hx != nil {
+		return e.hs[e.hullSegment(x)]
+	}
+	if x < e.z {
+		return e.m
+	}
+	return e.t.d1(x)
+}
+
+func (e *envelope) d2(x float64) float64 {
+	if e.hx != nil || x < e.z {
+		return 0
+	}
+	return e.t.d2(x)
+}
+
+// tight reports whether the envelope equals the curve at x (up to rounding).
+func (e *envelope) gap(x float64) float64 { return e.val(x) - e.t.val(x) }
+
+// argmax returns a maximiser of val(x) − lam·x over [a, b]. Where the maximisers form an
+// interval (lam equal to a linear piece's slope) high chooses its right end, otherwise
+// its left end. hint is a previous answer for the same term (0 for none).
+func (e *envelope) argmax(lam float64, high bool, hint float64) float64 {
+	if e.b <= e.a {
+		return e.a
+	}
+	if e.hx != nil {
+		for j := 0; j+1 < len(e.hx); j++ {
+			if e.hs[j] < lam || (e.hs[j] == lam && !high) {
+				return e.hx[j]
+			}
+		}
+		return e.hx[len(e.hx)-1]
+	}
+	if e.z > e.a {
+		if lam > e.m || (lam == e.m && !high) {
+			return e.a
+		}
+		if e.z >= e.b {
+			return e.b
+		}
+	}
+	var x float64
+	if e.t.kind == kindLinear || (e.t.kind == kindPower && e.t.alpha == 1) {
+		slope := e.t.d1(e.a)
+		if lam < slope || (lam == slope && high) {
+			return e.b
+		}
+		return e.a
+	}
+	x = e.t.invD1(lam, hint)
+	return clamp(x, e.z, e.b)
+}
+
+func clamp(x, lo, hi float64) float64 {
+	if x < lo {
+		return lo
+	}
+	if x > hi {
+		return hi
+	}
+	return x
+}

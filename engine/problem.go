@@ -1,0 +1,627 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// problem is a request compiled against a model into the canonical form every solver
+// works on:
+//
+//	maximise   Σ_k w_k Σ_i f_ik(x_i) − cost·Σ_i x_i
+//	subject to lo_i ≤ x_i ≤ hi_i, tlo ≤ Σ_i x_i ≤ thi,
+//	           rowLo_r ≤ Σ_i a_ri x_i ≤ rowHi_r   (groups, shares, ratios)
+//	           Σ_i f_ik(x_i) ≥ floor_k            (KPI floors)
+//
+// Channels are in sorted name order, which fixes the order of every floating-point sum
+// and so makes results bit-reproducible.
+type problem struct {
+	names    []string
+	index    map[string]int
+	kpiNames []string    // 0 is the primary KPI
+	baseline []float64   // per KPI
+	terms    [][]*term   // [channel][kpi], nil where a channel is absent from a KPI
+	w        []float64   // objective weight per KPI
+	cost     float64     // price of spend in the objective (target_mroi)
+	budget   []float64   // current allocation
+	lo, hi   []float64   // boxes; hi may be +Inf until capped
+	loSrc    [][]string  // which constraints set lo (for at_bound and messages)
+	hiSrc    [][]string
+	tlo, thi float64
+	totalSrc string
+	rows     []row
+	floors   []floorCon
+}
+
+type row struct {
+	idx    []int
+	coef   []float64
+	lo, hi float64
+	label  string
+}
+
+type floorCon struct {
+	kpi   int
+	rhs   float64 // floor minus the KPI's baseline: what the channels must add up to
+	label string
+}
+
+func (p *problem) n() int { return len(p.names) }
+
+// concave reports whether every curve that matters to the objective or a floor is
+// concave, in which case the relaxation is the problem itself.
+func (p *problem) concave() bool {
+	for k := range p.kpiNames {
+		used := p.w[k] != 0
+		for _, f := range p.floors {
+			used = used || f.kpi == k
+		}
+		if !used {
+			continue
+		}
+		for i := range p.names {
+			if t := p.terms[i][k]; t != nil && !t.concave() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// objective evaluates the true objective at x.
+func (p *problem) objective(x []float64) float64 {
+	v := 0.0
+	for i := range x {
+		for k, t := range p.terms[i] {
+			if t != nil && p.w[k] != 0 {
+				v += p.w[k] * t.val(x[i])
+			}
+		}
+		v -= p.cost * x[i]
+	}
+	return v
+}
+
+// kpiValue is Σ_i f_ik(x_i), without the baseline.
+func (p *problem) kpiValue(k int, x []float64) float64 {
+	v := 0.0
+	for i := range x {
+		if t := p.terms[i][k]; t != nil {
+			v += t.val(x[i])
+		}
+	}
+	return v
+}
+
+// feasible checks x against every constraint with a relative tolerance.
+func (p *problem) feasible(x []float64, tol float64) bool {
+	sum := 0.0
+	for i, v := range x {
+		if v < p.lo[i]-tol*math.Max(1, p.lo[i]) || v > p.hi[i]+tol*math.Max(1, p.hi[i]) {
+			return false
+		}
+		sum += v
+	}
+	scale := math.Max(1, sum)
+	if sum < p.tlo-tol*scale || sum > p.thi+tol*scale {
+		return false
+	}
+	for _, r := range p.rows {
+		v := r.eval(x)
+		if v < r.lo-tol*scale || v > r.hi+tol*scale {
+			return false
+		}
+	}
+	for _, f := range p.floors {
+		if p.kpiValue(f.kpi, x) < f.rhs-tol*math.Max(1, math.Abs(f.rhs)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *row) eval(x []float64) float64 {
+	v := 0.0
+	for j, i := range r.idx {
+		v += r.coef[j] * x[i]
+	}
+	return v
+}
+
+// compile turns a model and request into a problem, or returns the request's field errors.
+func compile(m *Model, req *Request) (*problem, FieldErrors) {
+	var errs FieldErrors
+	add := func(field, format string, args ...any) { errs = append(errs, fieldErr(field, format, args...)) }
+
+	p := &problem{index: map[string]int{}}
+	p.names = sortedKeys(m.Channels)
+	for i, name := range p.names {
+		p.index[name] = i
+	}
+	known := func(field, name string) (int, bool) {
+		i, ok := p.index[name]
+		if !ok {
+			add(field, "unknown channel %q (the model has %s)", name, strings.Join(p.names, ", "))
+		}
+		return i, ok
+	}
+	n := len(p.names)
+
+	// KPIs: the primary first, then secondaries in name order.
+	p.kpiNames = append([]string{m.PrimaryKPI()}, sortedKeys(m.KPIs)...)
+	p.baseline = make([]float64, len(p.kpiNames))
+	p.baseline[0] = m.Baseline
+	p.terms = make([][]*term, n)
+	for i, name := range p.names {
+		p.terms[i] = make([]*term, len(p.kpiNames))
+		ch := m.Channels[name]
+		p.terms[i][0] = newTerm(&ch.Curve, ch.Adstock)
+	}
+	for k := 1; k < len(p.kpiNames); k++ {
+		km := m.KPIs[p.kpiNames[k]]
+		p.baseline[k] = km.Baseline
+		for name, ch := range km.Channels {
+			if i, ok := p.index[name]; ok {
+				ch := ch
+				p.terms[i][k] = newTerm(&ch.Curve, ch.Adstock)
+			}
+		}
+	}
+	kpiIndex := func(field, name string) (int, bool) {
+		for k, kn := range p.kpiNames {
+			if kn == name {
+				return k, true
+			}
+		}
+		add(field, "unknown KPI %q (the model has %s)", name, strings.Join(p.kpiNames, ", "))
+		return 0, false
+	}
+
+	// Budget: the current allocation.
+	p.budget = make([]float64, n)
+	budgetSum := 0.0
+	for _, name := range sortedKeys(req.Budget) {
+		v := req.Budget[name]
+		if i, ok := known("budget."+name, name); ok {
+			if !finite(v) || v < 0 || v > maxParam {
+				add("budget."+name, "must be a non-negative amount at most %g, got %g", maxParam, v)
+				continue
+			}
+			p.budget[i] = v
+			budgetSum += v
+		}
+	}
+
+	c := &req.Constraints
+	obj := req.Objective
+	if obj.Type == "" {
+		obj.Type = ObjMaxKPI
+	}
+
+	// Total spend.
+	p.tlo, p.thi = 0, math.Inf(1)
+	switch {
+	case c.Total == nil:
+		switch obj.Type {
+		case ObjMaxKPI, ObjWeighted:
+			if budgetSum <= 0 {
+				add("constraints.total", "missing, and the budget sums to 0: say how much to allocate")
+			}
+			p.tlo, p.thi, p.totalSrc = budgetSum, budgetSum, "the budget's sum (no total given)"
+		default:
+			p.totalSrc = "any total spend"
+		}
+	case c.Total.Exact != nil:
+		t := *c.Total.Exact
+		if !finite(t) || t < 0 || t > maxParam {
+			add("constraints.total", "must be a non-negative amount at most %g, got %g", maxParam, t)
+		}
+		p.tlo, p.thi, p.totalSrc = t, t, "constraints.total"
+	default:
+		if c.Total.Min != nil {
+			p.tlo = *c.Total.Min
+			if !finite(p.tlo) || p.tlo < 0 || p.tlo > maxParam {
+				add("constraints.total.min", "must be a non-negative amount at most %g", maxParam)
+			}
+		}
+		if c.Total.Max != nil {
+			p.thi = *c.Total.Max
+			if !finite(p.thi) || p.thi < 0 || p.thi > maxParam {
+				add("constraints.total.max", "must be a non-negative amount at most %g", maxParam)
+			}
+		}
+		if p.tlo > p.thi {
+			add("constraints.total", "min %g exceeds max %g", p.tlo, p.thi)
+		}
+		p.totalSrc = "constraints.total"
+	}
+	exactTotal := p.tlo == p.thi
+
+	// Channel boxes, remembering which constraint set each side.
+	p.lo, p.hi = make([]float64, n), make([]float64, n)
+	p.loSrc, p.hiSrc = make([][]string, n), make([][]string, n)
+	for i := range p.hi {
+		p.hi[i] = math.Inf(1)
+	}
+	raiseLo := func(i int, v float64, src string) {
+		if v > p.lo[i] {
+			p.lo[i], p.loSrc[i] = v, []string{src}
+		} else if v == p.lo[i] && v > 0 {
+			p.loSrc[i] = append(p.loSrc[i], src)
+		}
+	}
+	lowerHi := func(i int, v float64, src string) {
+		if v < p.hi[i] {
+			p.hi[i], p.hiSrc[i] = v, []string{src}
+		} else if v == p.hi[i] {
+			p.hiSrc[i] = append(p.hiSrc[i], src)
+		}
+	}
+	amount := func(field string, v *float64) (float64, bool) {
+		if v == nil {
+			return 0, false
+		}
+		if !finite(*v) || *v < 0 || *v > maxParam {
+			add(field, "must be a non-negative amount at most %g, got %g", maxParam, *v)
+			return 0, false
+		}
+		return *v, true
+	}
+	fraction := func(field string, v *float64, allowZero bool) (float64, bool) {
+		if v == nil {
+			return 0, false
+		}
+		if !finite(*v) || *v < 0 || *v > 1 || (!allowZero && *v == 0) {
+			add(field, "must be a fraction in (0, 1], got %g", *v)
+			return 0, false
+		}
+		return *v, true
+	}
+	for _, name := range sortedKeys(c.Channels) {
+		b := c.Channels[name]
+		base := "constraints.channels." + name
+		i, ok := known(base, name)
+		if !ok {
+			continue
+		}
+		mn, hasMin := amount(base+".min", b.Min)
+		mx, hasMax := amount(base+".max", b.Max)
+		if hasMin && hasMax && mn > mx {
+			add(base, "min %g exceeds max %g", mn, mx)
+		}
+		if hasMin {
+			raiseLo(i, mn, base+".min")
+		}
+		if hasMax {
+			lowerHi(i, mx, base+".max")
+		}
+		if b.Fixed {
+			raiseLo(i, p.budget[i], base+".fixed")
+			lowerHi(i, p.budget[i], base+".fixed")
+		}
+	}
+	if c.MaxChange != nil {
+		d := *c.MaxChange
+		if !finite(d) || d < 0 || d > 1e6 {
+			add("constraints.max_change", "must be a non-negative fraction, got %g", d)
+		} else {
+			for i := range p.names {
+				if d < 1 {
+					raiseLo(i, p.budget[i]*(1-d), "constraints.max_change")
+				}
+				lowerHi(i, p.budget[i]*(1+d), "constraints.max_change")
+			}
+		}
+	}
+	if s, ok := fraction("constraints.max_share", c.MaxShare, false); ok {
+		for i := range p.names {
+			if exactTotal {
+				lowerHi(i, s*p.tlo, "constraints.max_share")
+			} else if s < 1 {
+				coef := make([]float64, n)
+				idx := make([]int, n)
+				for j := range coef {
+					idx[j], coef[j] = j, -s
+				}
+				coef[i] += 1
+				p.rows = append(p.rows, row{idx: idx, coef: coef, lo: math.Inf(-1), hi: 0,
+					label: "constraints.max_share (" + p.names[i] + ")"})
+			}
+		}
+	}
+
+	// Groups.
+	for g, grp := range c.Groups {
+		base := fmt.Sprintf("constraints.groups[%d]", g)
+		label := base
+		if grp.Name != "" {
+			label = fmt.Sprintf("%s (%s)", base, grp.Name)
+		}
+		if len(grp.Channels) == 0 {
+			add(base+".channels", "a group needs at least one channel")
+			continue
+		}
+		member := make([]bool, n)
+		var idx []int
+		for j, name := range grp.Channels {
+			i, ok := known(fmt.Sprintf("%s.channels[%d]", base, j), name)
+			if !ok {
+				continue
+			}
+			if member[i] {
+				add(fmt.Sprintf("%s.channels[%d]", base, j), "channel %q listed twice", name)
+				continue
+			}
+			member[i] = true
+			idx = append(idx, i)
+		}
+		sort.Ints(idx)
+		mn, hasMin := amount(base+".min", grp.Min)
+		mx, hasMax := amount(base+".max", grp.Max)
+		ms, hasMS := fraction(base+".min_share", grp.MinShare, true)
+		xs, hasXS := fraction(base+".max_share", grp.MaxShare, true)
+		if hasMin && hasMax && mn > mx {
+			add(base, "min %g exceeds max %g", mn, mx)
+		}
+		if hasMS && hasXS && ms > xs {
+			add(base, "min_share %g exceeds max_share %g", ms, xs)
+		}
+		if !hasMin && !hasMax && !hasMS && !hasXS {
+			add(base, "a group needs at least one of min, max, min_share, max_share")
+		}
+		lo, hi := math.Inf(-1), math.Inf(1)
+		if hasMin {
+			lo = mn
+		}
+		if hasMax {
+			hi = mx
+		}
+		if exactTotal { // shares of a known total are absolute amounts
+			if hasMS {
+				lo = math.Max(lo, ms*p.tlo)
+			}
+			if hasXS {
+				hi = math.Min(hi, xs*p.tlo)
+			}
+		} else {
+			share := func(s, lo, hi float64, what string) {
+				coef := make([]float64, n)
+				all := make([]int, n)
+				for j := range coef {
+					all[j], coef[j] = j, -s
+					if member[j] {
+						coef[j] += 1
+					}
+				}
+				p.rows = append(p.rows, row{idx: all, coef: coef, lo: lo, hi: hi, label: label + "." + what})
+			}
+			if hasMS && ms > 0 {
+				share(ms, 0, math.Inf(1), "min_share")
+			}
+			if hasXS && xs < 1 {
+				share(xs, math.Inf(-1), 0, "max_share")
+			}
+		}
+		if math.IsInf(lo, -1) && math.IsInf(hi, 1) {
+			continue
+		}
+		if len(idx) == 1 { // a one-channel group is a bound
+			if !math.IsInf(lo, -1) {
+				raiseLo(idx[0], lo, label)
+			}
+			if !math.IsInf(hi, 1) {
+				lowerHi(idx[0], hi, label)
+			}
+			continue
+		}
+		coef := make([]float64, len(idx))
+		for j := range coef {
+			coef[j] = 1
+		}
+		p.rows = append(p.rows, row{idx: idx, coef: coef, lo: math.Max(lo, 0), hi: hi, label: label})
+	}
+
+	// Ratios: min ≤ x_num/x_den ≤ max, as linear rows.
+	for r, rt := range c.Ratios {
+		base := fmt.Sprintf("constraints.ratios[%d]", r)
+		ni, ok1 := known(base+".numerator", rt.Numerator)
+		di, ok2 := known(base+".denominator", rt.Denominator)
+		if !ok1 || !ok2 {
+			continue
+		}
+		if ni == di {
+			add(base, "numerator and denominator are the same channel")
+			continue
+		}
+		mn, hasMin := amount(base+".min", rt.Min)
+		mx, hasMax := amount(base+".max", rt.Max)
+		if hasMin && hasMax && mn > mx {
+			add(base, "min %g exceeds max %g", mn, mx)
+		}
+		if !hasMin && !hasMax {
+			add(base, "a ratio needs min or max")
+		}
+		idx, sw := []int{ni, di}, false
+		if di < ni {
+			idx, sw = []int{di, ni}, true
+		}
+		mk := func(v float64) []float64 {
+			if sw {
+				return []float64{-v, 1}
+			}
+			return []float64{1, -v}
+		}
+		if hasMin && mn > 0 {
+			p.rows = append(p.rows, row{idx: idx, coef: mk(mn), lo: 0, hi: math.Inf(1), label: base + ".min"})
+		}
+		if hasMax {
+			p.rows = append(p.rows, row{idx: idx, coef: mk(mx), lo: math.Inf(-1), hi: 0, label: base + ".max"})
+		}
+	}
+
+	// Objective.
+	p.w = make([]float64, len(p.kpiNames))
+	notFor := func(field string, used bool, types string) {
+		if used {
+			add("objective."+field, "not used by objective %s (only by %s)", obj.Type, types)
+		}
+	}
+	primary := 0
+	if obj.KPI != "" {
+		if k, ok := kpiIndex("objective.kpi", obj.KPI); ok {
+			primary = k
+		}
+	}
+	switch obj.Type {
+	case ObjMaxKPI, ObjTargetROI, ObjTargetMROI:
+		p.w[primary] = 1
+		notFor("weights", obj.Weights != nil, ObjWeighted)
+	case ObjWeighted:
+		if len(obj.Weights) == 0 {
+			add("objective.weights", "missing: weighted needs a weight per KPI")
+		}
+		anyPositive := false
+		for _, name := range sortedKeys(obj.Weights) {
+			v := obj.Weights[name]
+			if k, ok := kpiIndex("objective.weights."+name, name); ok {
+				if !finite(v) || v < 0 || v > maxParam {
+					add("objective.weights."+name, "must be a non-negative number, got %g", v)
+					continue
+				}
+				p.w[k] = v
+				anyPositive = anyPositive || v > 0
+			}
+		}
+		if len(obj.Weights) > 0 && !anyPositive {
+			add("objective.weights", "at least one weight must be positive")
+		}
+		notFor("kpi", obj.KPI != "", "max_kpi, min_spend, target_roi, target_mroi")
+	case ObjMinSpend:
+		if len(obj.Target) == 0 {
+			add("objective.target", "missing: min_spend needs a target such as {\"revenue\": 2e6}")
+		}
+		notFor("weights", obj.Weights != nil, ObjWeighted)
+	default:
+		add("objective.type", "unknown objective %q (one of max_kpi, weighted, min_spend, target_roi, target_mroi)", obj.Type)
+	}
+	notFor("target", obj.Target != nil && obj.Type != ObjMinSpend, ObjMinSpend)
+	notFor("roi", obj.ROI != nil && obj.Type != ObjTargetROI, ObjTargetROI)
+	notFor("mroi", obj.MROI != nil && obj.Type != ObjTargetMROI, ObjTargetMROI)
+	if obj.Type == ObjTargetROI && (obj.ROI == nil || !finite(*obj.ROI) || *obj.ROI <= 0) {
+		add("objective.roi", "target_roi needs a positive roi")
+	}
+	if obj.Type == ObjTargetMROI {
+		if obj.MROI == nil || !finite(*obj.MROI) || *obj.MROI <= 0 || *obj.MROI > maxParam {
+			add("objective.mroi", "target_mroi needs a positive mroi")
+		} else {
+			p.cost = *obj.MROI
+		}
+	}
+	addFloor := func(field, name string, v float64) {
+		if k, ok := kpiIndex(field, name); ok {
+			if !finite(v) || math.Abs(v) > maxParam {
+				add(field, "must be a finite number, got %g", v)
+				return
+			}
+			p.floors = append(p.floors, floorCon{kpi: k, rhs: v - p.baseline[k], label: field})
+		}
+	}
+	for _, name := range sortedKeys(obj.Floors) {
+		addFloor("objective.floors."+name, name, obj.Floors[name])
+	}
+	if obj.Type == ObjMinSpend {
+		for _, name := range sortedKeys(obj.Target) {
+			addFloor("objective.target."+name, name, obj.Target[name])
+		}
+	}
+	if o := req.Options; o != nil {
+		if !(o.Gap >= 0 && o.Gap < 1) {
+			add("options.gap", "must be in [0, 1)")
+		}
+		if !(o.GapNonConcave >= 0 && o.GapNonConcave < 1) {
+			add("options.gap_nonconcave", "must be in [0, 1)")
+		}
+		if o.MaxNodes < 0 || o.MaxNodes > 10_000_000 {
+			add("options.max_nodes", "must be in [0, 10000000]")
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return p, nil
+}
+
+// capSpend makes every box finite. Spend beyond the total's maximum is impossible; for
+// objectives that price spend (target_mroi) spend beyond the point where a channel's own
+// marginal return falls below the price is never worth it. It returns an error message
+// when the spend is unbounded, which only happens with curves whose return never falls.
+func (p *problem) capSpend() string {
+	sumLo := 0.0
+	for _, v := range p.lo {
+		sumLo += v
+	}
+	for i := range p.hi {
+		if !math.IsInf(p.thi, 1) {
+			p.hi[i] = math.Min(p.hi[i], math.Max(p.lo[i], p.thi-(sumLo-p.lo[i])))
+		}
+		if !math.IsInf(p.hi[i], 1) {
+			continue
+		}
+		if p.cost > 0 {
+			cp := p.priceCap(i)
+			if !math.IsInf(cp, 1) {
+				p.hi[i] = math.Max(p.lo[i], cp)
+				p.hiSrc[i] = []string{"objective.mroi"}
+				continue
+			}
+		}
+		return fmt.Sprintf("spend on channel %s is unbounded: give constraints.total a max or the channel a max", p.names[i])
+	}
+	return ""
+}
+
+// priceCap is the spend beyond which channel i's objective terms return less than p.cost
+// per unit, or +Inf when they never do.
+func (p *problem) priceCap(i int) float64 {
+	cp := 0.0
+	for k, t := range p.terms[i] {
+		if t == nil || p.w[k] == 0 {
+			continue
+		}
+		price := p.cost / p.w[k]
+		var x float64
+		switch {
+		case t.beta == 0 && t.kind != kindPiecewise:
+			x = 0
+		case t.kind == kindLinear:
+			if t.d1(0) > price {
+				return math.Inf(1)
+			}
+		case t.kind == kindPower && t.alpha >= 1:
+			return math.Inf(1)
+		case t.kind == kindPiecewise:
+			for j := range t.ps {
+				if t.ps[j]*t.s > price && j+1 < len(t.px) {
+					x = t.px[j+1] / t.s
+				}
+			}
+		default:
+			x = t.invD1(price, 0)
+		}
+		// Several KPIs: each term alone is past its price point beyond x, so is the sum
+		// of terms only if every term is — use the largest, scaled by the KPI count.
+		cp = math.Max(cp, x)
+	}
+	nk := 0
+	for k := range p.w {
+		if p.w[k] != 0 && p.terms[i][k] != nil {
+			nk++
+		}
+	}
+	if nk > 1 {
+		return math.Inf(1)
+	}
+	return cp
+}

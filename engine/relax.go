@@ -1,0 +1,350 @@
+package engine
+
+import "math"
+
+// relax is the concave relaxation of a problem on a box: every term replaced by its
+// concave envelope on that box. Its optimum bounds the problem's optimum from above, and
+// equals it when the problem is concave.
+type relax struct {
+	p      *problem
+	lo, hi []float64
+	env    [][]envelope // [channel][kpi]; t == nil where unused
+	used   []bool       // KPI appears in the objective or a floor
+	hint   []float64    // last argmax per channel, to warm-start inverse slopes
+}
+
+func newRelax(p *problem, lo, hi []float64) *relax {
+	r := &relax{p: p, lo: lo, hi: hi, used: make([]bool, len(p.kpiNames))}
+	for k := range p.kpiNames {
+		r.used[k] = p.w[k] != 0
+	}
+	for _, f := range p.floors {
+		r.used[f.kpi] = true
+	}
+	r.env = make([][]envelope, p.n())
+	r.hint = make([]float64, p.n())
+	for i := range r.env {
+		r.env[i] = make([]envelope, len(p.kpiNames))
+		for k, t := range p.terms[i] {
+			if t != nil && r.used[k] {
+				r.env[i][k] = newEnvelope(t, lo[i], hi[i])
+			}
+		}
+	}
+	return r
+}
+
+// chanVal is G_i(x) = Σ_k coef_k·env_ik(x).
+func (r *relax) chanVal(i int, coef []float64, x float64) float64 {
+	v := 0.0
+	for k := range r.env[i] {
+		if e := &r.env[i][k]; e.t != nil && coef[k] != 0 {
+			v += coef[k] * e.val(x)
+		}
+	}
+	return v
+}
+
+func (r *relax) chanD1(i int, coef []float64, x float64) float64 {
+	v := 0.0
+	for k := range r.env[i] {
+		if e := &r.env[i][k]; e.t != nil && coef[k] != 0 {
+			v += coef[k] * e.d1(x)
+		}
+	}
+	return v
+}
+
+func (r *relax) chanD2(i int, coef []float64, x float64) float64 {
+	v := 0.0
+	for k := range r.env[i] {
+		if e := &r.env[i][k]; e.t != nil && coef[k] != 0 {
+			v += coef[k] * e.d2(x)
+		}
+	}
+	return v
+}
+
+// chanArgmax returns the smallest and largest maximisers of G_i(x) − lam·x on the box.
+// They differ only where G_i has a linear piece of slope lam.
+func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64) {
+	a, b := r.lo[i], r.hi[i]
+	if b <= a {
+		return a, a
+	}
+	single := -1
+	for k := range r.env[i] {
+		if r.env[i][k].t != nil && coef[k] != 0 {
+			if single >= 0 {
+				single = -2
+				break
+			}
+			single = k
+		}
+	}
+	switch {
+	case single == -1: // no response at all: only the price matters
+		switch {
+		case lam > 0:
+			return a, a
+		case lam < 0:
+			return b, b
+		}
+		return a, b
+	case single >= 0:
+		e := &r.env[i][single]
+		l := lam / coef[single]
+		xl := e.argmax(l, false, r.hint[i])
+		xh := xl
+		if e.hx != nil || e.z > e.a || e.t.kind == kindLinear || e.t.kind == kindPower && e.t.alpha == 1 {
+			xh = e.argmax(l, true, r.hint[i])
+		}
+		r.hint[i] = xl
+		return xl, xh
+	}
+	// Several terms: G_i' is non-increasing, so bisect for where it crosses lam.
+	cross := func(strict bool) float64 {
+		lo, hi := a, b
+		if d := r.chanD1(i, coef, a); d < lam || (!strict && d <= lam) {
+			return a
+		}
+		for it := 0; it < 200 && hi-lo > 1e-15*math.Max(1, hi); it++ {
+			mid := lo + (hi-lo)/2
+			if mid <= lo || mid >= hi {
+				break
+			}
+			d := r.chanD1(i, coef, mid)
+			if d > lam || (strict && d == lam) {
+				lo = mid
+			} else {
+				hi = mid
+			}
+		}
+		// G is concave: of the two ends, keep the better one
+		if r.chanVal(i, coef, hi)-lam*hi >= r.chanVal(i, coef, lo)-lam*lo {
+			return hi
+		}
+		return lo
+	}
+	return cross(false), cross(true)
+}
+
+// maxSlope is an upper bound on G_i' over the box (the slope at its left end).
+func (r *relax) maxSlope(i int, coef []float64) float64 {
+	return r.chanD1(i, coef, r.lo[i])
+}
+
+// lambdaSolve solves the relaxation when the only coupling constraint is the total:
+// maximise Σ G_i(x_i) − cost·Σx_i over the box with tlo ≤ Σx ≤ thi. At the optimum every
+// channel maximises G_i(x) − λx for one price λ, so a one-dimensional search on λ solves
+// it. It returns a feasible x, a proven upper bound on the relaxation (and so on the
+// problem), and the number of price evaluations; ok is false when the box cannot meet the
+// total.
+func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int, ok bool) {
+	p := r.p
+	n := p.n()
+	sumLo, sumHi := 0.0, 0.0
+	for i := 0; i < n; i++ {
+		sumLo += r.lo[i]
+		sumHi += r.hi[i]
+	}
+	scale := math.Max(1, sumHi)
+	if sumLo > p.thi+1e-12*scale || sumHi < p.tlo-1e-12*scale {
+		return nil, math.Inf(-1), 0, false
+	}
+	c := p.cost
+	xl, xh := make([]float64, n), make([]float64, n)
+	xa, xb := make([]float64, n), make([]float64, n)
+
+	// eval fills xl/xh at price lam and returns their sums, Σ(G_i − lam·x_i) at xl, and
+	// dS/dλ (−Inf when a channel sits on a linear piece of slope lam).
+	eval := func(lam float64) (sl, sh, val, dS float64) {
+		evals++
+		for i := 0; i < n; i++ {
+			l, h := r.chanArgmax(i, coef, lam)
+			xl[i], xh[i] = l, h
+			sl += l
+			sh += h
+			val += r.chanVal(i, coef, l) - lam*l
+			if l != h {
+				dS = math.Inf(-1)
+			} else if l > r.lo[i] && l < r.hi[i] {
+				if d2 := r.chanD2(i, coef, l); d2 < 0 {
+					dS += 1 / d2
+				} else {
+					dS = math.Inf(-1)
+				}
+			}
+		}
+		return
+	}
+	dual := func(lam, val float64) float64 {
+		if lam >= c {
+			return val + (lam-c)*p.thi
+		}
+		return val + (lam-c)*p.tlo
+	}
+
+	sl, sh, val, dS := eval(c)
+	ub = dual(c, val)
+	var target float64
+	switch {
+	case sl <= p.thi && sh >= p.tlo:
+		// The price alone settles the spend: take the least spend that the total allows.
+		target = math.Max(sl, p.tlo)
+		return r.blend(xl, xh, sl, sh, target), ub, evals, true
+	case sl > p.thi:
+		target = p.thi
+	default:
+		target = p.tlo
+	}
+	if target <= sumLo {
+		return append([]float64(nil), r.lo...), r.boundAt(coef, r.maxPrice(coef)), evals, true
+	}
+	if target >= sumHi {
+		return append([]float64(nil), r.hi...), r.boundAt(coef, math.Min(0, c)-1), evals, true
+	}
+
+	// Bracket: at la the spend exceeds the target, at lb it falls short.
+	var la, lb, sa, sb float64
+	if sl > target {
+		la, sa = c, sl
+		copy(xa, xl)
+		lb = math.Max(r.maxPrice(coef), c) * 2
+		if lb <= c {
+			lb = c + 1
+		}
+		for {
+			sl, sh, val, dS = eval(lb)
+			ub = math.Min(ub, dual(lb, val))
+			if sh < target || evals > 2000 {
+				break
+			}
+			if sl <= target {
+				return r.blend(xl, xh, sl, sh, target), ub, evals, true
+			}
+			la, sa = lb, sl
+			copy(xa, xl)
+			lb *= 4
+		}
+		sb = sh
+		copy(xb, xh)
+	} else {
+		lb, sb = c, sh
+		copy(xb, xh)
+		la = math.Min(0, c) - 1 // below zero every channel sits at its maximum
+		sl, _, val, _ = eval(la)
+		ub = math.Min(ub, dual(la, val))
+		sa = sl
+		copy(xa, xl)
+	}
+
+	lam, last := la, math.NaN()
+	for it := 0; it < 300; it++ {
+		// Newton on S(λ) = target from the last point when it lands inside the bracket,
+		// otherwise bisection (geometric when the bracket spans orders of magnitude).
+		next := math.NaN()
+		if !math.IsNaN(last) && dS < 0 && !math.IsInf(dS, -1) {
+			next = last - (sl-target)/dS
+		}
+		if !(next > la && next < lb) {
+			if la > 0 && lb > 4*la {
+				next = math.Sqrt(la) * math.Sqrt(lb)
+			} else {
+				next = la + (lb-la)/2
+			}
+		}
+		if !(next > la && next < lb) {
+			break // the bracket is down to adjacent floats
+		}
+		lam = next
+		sl, sh, val, dS = eval(lam)
+		last = lam
+		ub = math.Min(ub, dual(lam, val))
+		if sl <= target && target <= sh {
+			return r.blend(xl, xh, sl, sh, target), ub, evals, true
+		}
+		if sl > target {
+			la, sa = lam, sl
+			copy(xa, xl)
+		} else {
+			lb, sb = lam, sh
+			copy(xb, xh)
+		}
+		if math.Min(sa-target, target-sb) <= 1e-15*target || lb-la <= 1e-15*math.Abs(lb) {
+			break
+		}
+	}
+	return r.blend(xb, xa, sb, sa, target), ub, evals, true
+}
+
+// blend returns the point on the segment from lo (sum slo) to hi (sum shi) whose sum is
+// target, with the last rounding error absorbed by one channel that has room.
+func (r *relax) blend(lo, hi []float64, slo, shi, target float64) []float64 {
+	x := make([]float64, len(lo))
+	theta := 0.0
+	if shi > slo {
+		theta = (target - slo) / (shi - slo)
+	}
+	theta = clamp(theta, 0, 1)
+	sum := 0.0
+	for i := range x {
+		x[i] = clamp(lo[i]+theta*(hi[i]-lo[i]), r.lo[i], r.hi[i])
+		sum += x[i]
+	}
+	fixTotal(x, r.lo, r.hi, target-sum)
+	return x
+}
+
+// fixTotal moves a rounding residual onto the channel with the most room for it.
+func fixTotal(x, lo, hi []float64, resid float64) {
+	if resid == 0 {
+		return
+	}
+	best, room := -1, 0.0
+	for i := range x {
+		var rm float64
+		if resid > 0 {
+			rm = hi[i] - x[i]
+		} else {
+			rm = x[i] - lo[i]
+		}
+		if rm > room {
+			best, room = i, rm
+		}
+	}
+	if best >= 0 && room >= math.Abs(resid) {
+		x[best] += resid
+	}
+}
+
+// maxPrice is a price above which every channel stays at its minimum.
+func (r *relax) maxPrice(coef []float64) float64 {
+	m := 0.0
+	for i := range r.env {
+		s := r.maxSlope(i, coef)
+		if math.IsInf(s, 1) || math.IsNaN(s) {
+			// x^α with α < 1 at 0: use the slope a hair to the right instead; the
+			// bracket search grows the price from there as needed.
+			s = r.chanD1(i, coef, r.lo[i]+1e-9*math.Max(1, r.hi[i]-r.lo[i]))
+		}
+		m = math.Max(m, s)
+	}
+	if math.IsInf(m, 1) || math.IsNaN(m) {
+		m = maxParam
+	}
+	return m
+}
+
+// boundAt is the Lagrangian dual bound at price lam.
+func (r *relax) boundAt(coef []float64, lam float64) float64 {
+	v := 0.0
+	for i := range r.env {
+		l, _ := r.chanArgmax(i, coef, lam)
+		v += r.chanVal(i, coef, l) - lam*l
+	}
+	if lam >= r.p.cost {
+		return v + (lam-r.p.cost)*r.p.thi
+	}
+	return v + (lam-r.p.cost)*r.p.tlo
+}

@@ -1,0 +1,471 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Default tolerances; see Options.
+const (
+	DefaultGap           = 1e-9
+	DefaultGapNonConcave = 1e-7
+	DefaultMaxNodes      = 20000
+)
+
+// Solve answers a request against a model. The model is req.Model when m is nil. It
+// never panics and never returns an error: malformed input is a result with status
+// "invalid", impossible constraints one with status "infeasible". The caller fills in
+// RequestID, ModelVersion, ModelHash and Engine.ElapsedMicros as it knows them.
+func Solve(m *Model, req *Request) (res Result) {
+	res = Result{RequestID: req.RequestID, Engine: EngineInfo{Version: Version}}
+	defer func() {
+		// A bug must not take a processor down with it: report it as a result.
+		if v := recover(); v != nil {
+			res = Result{RequestID: req.RequestID, Status: StatusInvalid, Engine: EngineInfo{Version: Version},
+				Messages: []string{fmt.Sprintf("internal error while solving: %v", v)}}
+		}
+	}()
+	if m == nil {
+		m = req.Model
+	}
+	if m == nil {
+		return invalid(res, FieldErrors{{Field: "model_id", Message: "no model: give model_id or an inline model"}})
+	}
+	res.ModelID = m.ModelID
+	if errs := ValidateModel(m); len(errs) > 0 {
+		for i := range errs {
+			errs[i].Field = "model." + errs[i].Field
+		}
+		return invalid(res, errs)
+	}
+	p, errs := compile(m, req)
+	if len(errs) > 0 {
+		return invalid(res, errs)
+	}
+	gap, gapNC, maxNodes := DefaultGap, DefaultGapNonConcave, DefaultMaxNodes
+	if o := req.Options; o != nil {
+		if o.Gap > 0 {
+			gap = o.Gap
+		}
+		if o.GapNonConcave > 0 {
+			gapNC = o.GapNonConcave
+		}
+		if o.MaxNodes > 0 {
+			maxNodes = o.MaxNodes
+		}
+	}
+	if !p.concave() {
+		gap = gapNC
+	}
+	s := &session{p: p, gap: gap, maxNodes: maxNodes, origHi: append([]float64(nil), p.hi...)}
+	objType := req.Objective.Type
+	if objType == "" {
+		objType = ObjMaxKPI
+	}
+	res.Objective = objType
+	res.Current = p.evaluate(p.budget)
+
+	if msg := s.infeasibleLinear(); msg != "" {
+		res.Status = StatusInfeasible
+		res.Messages = append(res.Messages, msg)
+		return res
+	}
+	var out solved
+	switch objType {
+	case ObjMinSpend:
+		out = s.minSpend()
+	case ObjTargetROI:
+		out = s.targetROI(*req.Objective.ROI)
+	default:
+		if msg := p.capSpend(); msg != "" {
+			return invalid(res, FieldErrors{{Field: "constraints.total", Message: msg}})
+		}
+		out = s.maximise(p)
+	}
+	return s.finish(res, out)
+}
+
+func invalid(res Result, errs FieldErrors) Result {
+	res.Status = StatusInvalid
+	res.Errors = errs
+	for _, e := range errs {
+		res.Messages = append(res.Messages, e.Error())
+	}
+	return res
+}
+
+// session carries one solve's settings and work counters.
+type session struct {
+	p        *problem
+	gap      float64
+	maxNodes int
+	origHi   []float64
+	iters    int
+	nodes    int
+	algo     string
+}
+
+// solved is an objective-level answer.
+type solved struct {
+	x          []float64
+	status     string
+	objective  float64 // in the objective's own terms (baselines included)
+	bound      float64
+	lowerBound bool // bound is a lower bound (minimisation)
+	messages   []string
+}
+
+func (s *session) infeasibleLinear() string {
+	p := s.p
+	sumLo, sumHi := 0.0, 0.0
+	for i := range p.names {
+		if p.lo[i] > p.hi[i] {
+			return p.explainInfeasible()
+		}
+		sumLo += p.lo[i]
+		sumHi += p.hi[i]
+	}
+	if sumLo > p.thi*(1+1e-12) || sumHi < p.tlo*(1-1e-12) {
+		return p.explainInfeasible()
+	}
+	if len(p.rows) > 0 && !linearFeasible(p, p.lo, p.hi) {
+		return p.explainInfeasible()
+	}
+	return ""
+}
+
+func (s *session) core(p *problem) outcome {
+	out := solveCore(p, s.gap, s.maxNodes)
+	if out.x != nil && p.feasible(p.budget, 1e-12) {
+		// Never answer worse than the plan already running.
+		if v := p.objective(p.budget); v > out.value {
+			out.x, out.value = append([]float64(nil), p.budget...), v
+		}
+	}
+	s.iters += out.iters
+	s.nodes += out.nodes
+	s.algo = out.algorithm
+	return out
+}
+
+// objConst is the objective's constant part: the weighted baselines.
+func (p *problem) objConst() float64 {
+	c := 0.0
+	for k, w := range p.w {
+		c += w * p.baseline[k]
+	}
+	return c
+}
+
+// boundSlack widens a computed bound by a few rounding errors of its own size, so that
+// floating point can never make it unsound.
+func boundSlack(ub, scale float64) float64 {
+	return ub + 1e-13*math.Max(math.Abs(ub), scale)
+}
+
+func (s *session) maximise(p *problem) solved {
+	out := s.core(p)
+	if out.x == nil {
+		return solved{status: StatusInfeasible, messages: []string{s.floorMessage(p)}}
+	}
+	scale := p.gapScale(out.x, out.value)
+	ub := boundSlack(math.Max(out.ub, out.value), scale)
+	status := StatusFeasible
+	if out.complete && ub-out.value <= s.gap*scale {
+		status = StatusOptimal
+	}
+	var msgs []string
+	if status == StatusFeasible {
+		msgs = append(msgs, fmt.Sprintf("search stopped after %d nodes with a relative gap of %.3g; raise options.max_nodes to close it", s.nodes, (ub-out.value)/scale))
+	}
+	c := p.objConst()
+	return solved{x: out.x, status: status, objective: out.value + c, bound: ub + c, messages: msgs}
+}
+
+// floorMessage explains why no plan meets the KPI floors.
+func (s *session) floorMessage(p *problem) string {
+	if len(p.floors) == 0 {
+		return "no plan satisfies the constraints"
+	}
+	var parts []string
+	for _, f := range p.floors {
+		q := *p
+		q.floors = nil
+		q.cost = 0
+		q.w = make([]float64, len(p.w))
+		q.w[f.kpi] = 1
+		out := solveCore(&q, s.gap, s.maxNodes)
+		best := out.ub + p.baseline[f.kpi]
+		if out.ub < f.rhs {
+			parts = append(parts, fmt.Sprintf("%s = %s is out of reach: at most %s under the other constraints",
+				f.label, num(f.rhs+p.baseline[f.kpi]), num(best)))
+		}
+	}
+	if len(parts) == 0 {
+		return "no plan found that meets every KPI floor together"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// minSpend finds the least total spend at which the first target can be reached (with
+// the other targets and floors as constraints) by bisection on the spend: the best
+// attainable KPI never decreases with more budget. Every step is a certified solve, so
+// spends proven too small give a proven lower bound.
+func (s *session) minSpend() solved {
+	p := s.p
+	var main floorCon
+	var rest []floorCon
+	found := false
+	for _, f := range p.floors {
+		if !found && strings.HasPrefix(f.label, "objective.target.") {
+			main, found = f, true
+			continue
+		}
+		rest = append(rest, f)
+	}
+	sub := func(S float64) *problem {
+		q := *p
+		q.floors = rest
+		q.w = make([]float64, len(p.w))
+		q.w[main.kpi] = 1
+		q.cost = 0
+		q.thi = math.Min(S, p.thi)
+		q.hi = append([]float64(nil), s.origHi...)
+		return &q
+	}
+	type probe struct {
+		x     []float64
+		reach bool // a plan at this spend reaches the target
+		never bool // proven: no plan at this spend reaches it
+	}
+	try := func(S float64) probe {
+		q := sub(S)
+		if msg := q.capSpend(); msg != "" {
+			return probe{}
+		}
+		if q.tlo > q.thi {
+			return probe{never: true}
+		}
+		out := s.core(q)
+		var pr probe
+		if out.x != nil && q.kpiValue(main.kpi, out.x) >= main.rhs {
+			pr.x, pr.reach = out.x, true
+		}
+		if out.complete && boundSlack(out.ub, math.Abs(main.rhs)) < main.rhs {
+			pr.never = true
+		}
+		return pr
+	}
+	sumLo := 0.0
+	for _, v := range p.lo {
+		sumLo += v
+	}
+	lo := math.Max(p.tlo, sumLo)
+	proven := 0.0 // largest spend proven insufficient
+	if pr := try(lo); pr.reach {
+		return s.minSpendResult(pr.x, lo)
+	} else if pr.never {
+		proven = lo
+	}
+	hi := p.thi
+	if math.IsInf(hi, 1) {
+		hi = math.Max(2*lo, 1)
+	}
+	var best probe
+	for {
+		best = try(hi)
+		if best.reach {
+			break
+		}
+		if best.never {
+			proven = hi
+		}
+		if !math.IsInf(p.thi, 1) || hi >= maxParam {
+			if best.never || hi >= maxParam {
+				return solved{status: StatusInfeasible, messages: []string{s.floorMessage(sub(hi))}}
+			}
+			return solved{status: StatusInfeasible, messages: []string{fmt.Sprintf("no plan found reaching %s within spend %s", main.label, num(hi))}}
+		}
+		lo, hi = hi, hi*4
+	}
+	for it := 0; it < 200 && hi-lo > s.gap*hi; it++ {
+		mid := lo + (hi-lo)/2
+		pr := try(mid)
+		if pr.reach {
+			hi, best = mid, pr
+		} else {
+			lo = mid
+			if pr.never {
+				proven = mid
+			}
+		}
+	}
+	out := s.minSpendResult(best.x, proven)
+	spend := sum(best.x)
+	if out.status == StatusFeasible && spend-proven <= s.gap*spend*1.0000001 {
+		out.status = StatusOptimal
+	}
+	return out
+}
+
+func (s *session) minSpendResult(x []float64, proven float64) solved {
+	spend := sum(x)
+	st := StatusFeasible
+	if spend-proven <= s.gap*math.Max(spend, 1e-300) {
+		st = StatusOptimal
+	}
+	return solved{x: x, status: st, objective: spend, bound: math.Min(proven, spend), lowerBound: true}
+}
+
+// targetROI finds the largest spend at which the optimally allocated incremental KPI per
+// unit of spend is still at least roi, and allocates it optimally.
+func (s *session) targetROI(roi float64) solved {
+	p := s.p
+	k := 0
+	for kk, w := range p.w {
+		if w != 0 {
+			k = kk
+		}
+	}
+	sumLo, sumHi, sup := 0.0, 0.0, 0.0
+	for i := range p.names {
+		sumLo += p.lo[i]
+		sumHi += p.hi[i]
+		if t := p.terms[i][k]; t != nil {
+			sup += t.sup()
+		}
+	}
+	top := math.Min(math.Min(p.thi, sumHi), sup/roi)
+	if math.IsInf(top, 1) {
+		return solved{status: StatusInvalid, messages: []string{"constraints.total: spend is unbounded at this roi: give constraints.total a max"}}
+	}
+	bot := math.Max(p.tlo, sumLo)
+	if top < bot {
+		top = bot
+	}
+	at := func(S float64) (outcome, *problem, bool) {
+		q := *p
+		q.tlo, q.thi = S, S
+		q.hi = append([]float64(nil), s.origHi...)
+		if q.capSpend() != "" || (len(q.rows) > 0 && !linearFeasible(&q, q.lo, q.hi)) {
+			return outcome{}, &q, false
+		}
+		out := s.core(&q)
+		return out, &q, out.x != nil && out.value >= roi*sum(out.x)*(1-1e-12)
+	}
+	bestOut, bestQ, ok := at(top)
+	bestS := top
+	if !ok {
+		// scan down for a spend that meets the ROI, then bisect the crossing
+		const steps = 32
+		found := false
+		prev := top
+		for j := 1; j <= steps; j++ {
+			S := top - (top-bot)*float64(j)/steps
+			out, q, ok := at(S)
+			if ok {
+				lo, hi := S, prev
+				bestOut, bestQ, bestS, found = out, q, S, true
+				for it := 0; it < 200 && hi-lo > s.gap*hi; it++ {
+					mid := lo + (hi-lo)/2
+					if o, qq, ok := at(mid); ok {
+						lo, bestOut, bestQ, bestS = mid, o, qq, mid
+					} else {
+						hi = mid
+					}
+				}
+				break
+			}
+			prev = S
+		}
+		if !found {
+			return solved{status: StatusInfeasible, messages: []string{fmt.Sprintf("no spend between %s and %s reaches an ROI of %g", num(bot), num(top), roi)}}
+		}
+	}
+	_ = bestS
+	scale := bestQ.gapScale(bestOut.x, bestOut.value)
+	ub := boundSlack(math.Max(bestOut.ub, bestOut.value), scale)
+	st := StatusFeasible
+	if bestOut.complete && ub-bestOut.value <= s.gap*scale {
+		st = StatusOptimal
+	}
+	c := p.objConst()
+	return solved{x: bestOut.x, status: st, objective: bestOut.value + c, bound: ub + c}
+}
+
+// finish assembles the result from an objective-level answer.
+func (s *session) finish(res Result, out solved) Result {
+	p := s.p
+	res.Status = out.status
+	res.Messages = append(res.Messages, out.messages...)
+	res.Engine.Iterations = s.iters
+	res.Engine.Nodes = s.nodes
+	res.Engine.Algorithm = s.algo
+	if out.x == nil {
+		return res
+	}
+	ev := p.evaluate(out.x)
+	res.Allocation = make(map[string]float64, p.n())
+	for i, name := range p.names {
+		res.Allocation[name] = out.x[i]
+	}
+	res.TotalSpend = ev.TotalSpend
+	res.Expected = ev.Expected
+	res.Channels = ev.Channels
+	for i, name := range p.names {
+		c := res.Channels[name]
+		c.AtBound = s.atBound(i, out.x[i])
+		res.Channels[name] = c
+	}
+	cert := &Certificate{Objective: out.objective}
+	b := out.bound
+	if out.lowerBound {
+		cert.LowerBound = &b
+		cert.Gap = (out.objective - b) / math.Max(math.Abs(out.objective), 1e-300)
+	} else {
+		cert.UpperBound = &b
+		cert.Gap = (b - out.objective) / math.Max(math.Abs(out.objective), 1e-300)
+	}
+	cert.Gap = math.Max(cert.Gap, 0)
+	res.Certificate = cert
+	return res
+}
+
+func (s *session) atBound(i int, x float64) string {
+	p := s.p
+	lo, hi := p.lo[i], s.origHi[i]
+	tol := 1e-9 * math.Max(1, math.Max(math.Abs(lo), math.Abs(x)))
+	switch {
+	case hi-lo <= tol:
+		return "fixed"
+	case x <= lo+tol:
+		return "min"
+	case !math.IsInf(hi, 1) && x >= hi-tol:
+		return "max"
+	}
+	return ""
+}
+
+// evaluate computes a plan's spend and KPIs.
+func (p *problem) evaluate(x []float64) *Evaluation {
+	ev := &Evaluation{Expected: make(map[string]float64, len(p.kpiNames)), Channels: make(map[string]ChannelResult, p.n())}
+	for k, name := range p.kpiNames {
+		ev.Expected[name] = p.baseline[k] + p.kpiValue(k, x)
+	}
+	ev.TotalSpend = sum(x)
+	for i, name := range p.names {
+		t := p.terms[i][0]
+		resp := t.val(x[i])
+		c := ChannelResult{Spend: x[i], Response: resp}
+		if x[i] > 0 {
+			roi := resp / x[i]
+			c.ROI = &roi
+		}
+		if d := t.d1(x[i]); finite(d) {
+			c.MROI = &d
+		}
+		ev.Channels[name] = c
+	}
+	return ev
+}

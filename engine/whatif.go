@@ -1,0 +1,60 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+)
+
+// Evaluate is the what-if evaluation: the spend, KPIs, ROI and marginal ROI of each given
+// allocation against a model, with no optimisation. Channels missing from an allocation
+// spend 0; a channel the model does not know is an error naming it.
+func Evaluate(m *Model, allocations []map[string]float64) ([]Evaluation, error) {
+	if errs := ValidateModel(m); len(errs) > 0 {
+		for i := range errs {
+			errs[i].Field = "model." + errs[i].Field
+		}
+		return nil, errs
+	}
+	p, errs := compile(m, &Request{Constraints: Constraints{Total: &Total{Exact: new(float64)}}})
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	out := make([]Evaluation, len(allocations))
+	var bad FieldErrors
+	for a, alloc := range allocations {
+		x := make([]float64, p.n())
+		for _, name := range sortedKeys(alloc) {
+			field := fmt.Sprintf("allocations[%d].%s", a, name)
+			i, ok := p.index[name]
+			if !ok {
+				bad = append(bad, fieldErr(field, "unknown channel %q", name))
+				continue
+			}
+			v := alloc[name]
+			if !finite(v) || v < 0 || v > maxParam {
+				bad = append(bad, fieldErr(field, "must be a non-negative amount at most %g, got %g", maxParam, v))
+				continue
+			}
+			x[i] = v
+		}
+		out[a] = *p.evaluate(x)
+	}
+	if len(bad) > 0 {
+		return nil, bad
+	}
+	return out, nil
+}
+
+// ModelHash is the content hash of a model: SHA-256 of its canonical JSON (struct field
+// order, map keys sorted, numbers in Go's shortest round-trip form), so that formatting
+// and key order in the published event do not change it.
+func ModelHash(m *Model) string {
+	b, err := json.Marshal(m)
+	if err != nil { // a validated model always marshals
+		panic(fmt.Sprintf("engine: model does not marshal: %v", err))
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
