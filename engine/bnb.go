@@ -26,6 +26,9 @@ func relaxSolve(p *problem, lo, hi []float64) (x []float64, ub float64, iters in
 	res := r.ipmSolve()
 	ub = r.dualBound(&res)
 	x = r.polish(&res)
+	if b := r.activeBound(x); b < ub && b >= p.objective(x)-1e-9*math.Abs(p.objective(x)) {
+		ub = b
+	}
 	if !res.ok && !p.feasibleLinear(x, lo, hi, 1e-9) {
 		if !linearFeasible(p, lo, hi) {
 			return nil, math.Inf(-1), res.iters, false
@@ -71,8 +74,8 @@ func (q nodeQueue) Less(i, j int) bool {
 	}
 	return q[i].id < q[j].id
 }
-func (q nodeQueue) Swap(i, j int)  { q[i], q[j] = q[j], q[i] }
-func (q *nodeQueue) Push(x any)    { *q = append(*q, x.(*bnbNode)) }
+func (q nodeQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *nodeQueue) Push(x any)   { *q = append(*q, x.(*bnbNode)) }
 func (q *nodeQueue) Pop() any {
 	old := *q
 	n := old[len(old)-1]

@@ -308,8 +308,8 @@ func (t *term) invD1(lam, hint float64) float64 {
 			return t.infl
 		}
 		sq := math.Sqrt(1 - 4*c)
-		hi := (1 + sq) / 2        // σ on the concave branch
-		lo := 2 * c / (1 + sq)    // 1−σ, without cancellation
+		hi := (1 + sq) / 2     // σ on the concave branch
+		lo := 2 * c / (1 + sq) // 1−σ, without cancellation
 		y = t.x0 + (math.Log(hi)-math.Log(lo))/t.k
 	case kindHill:
 		y = t.hillInvD1(m, hint*t.s)

@@ -94,8 +94,8 @@ func lpFeasible(n int, cs []linCon, keep []bool) bool {
 		}
 	}
 	type eqRow struct {
-		coef  map[int]float64 // column → coefficient
-		rhs   float64
+		coef map[int]float64 // column → coefficient
+		rhs  float64
 	}
 	var rows []eqRow
 	ncol := n

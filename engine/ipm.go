@@ -380,14 +380,34 @@ func (r *relax) ipmSolve() ipmResult {
 	}
 
 	res := ipmResult{eq: eq, ineq: ineq}
-	const maxIter = 200
+	// The iterate with the smallest residuals is kept: near the end, rounding can make
+	// later steps worse rather than better.
+	bestMerit := math.Inf(1)
+	bx, bs, bz, by, bzl, bzu := make([]float64, nf), make([]float64, nq), make([]float64, nq), make([]float64, ne), make([]float64, nf), make([]float64, nf)
+	const maxIter = 100
 	for it := 0; it < maxIter; it++ {
 		res.iters = it + 1
 		nd, nc, np, mu := residuals()
 		gscale := 1 + infNorm(grad)
-		if nd <= 1e-10*gscale && nc <= 1e-11 && np <= 1e-12 && mu <= 1e-13 {
+		merit := math.Max(math.Max(nd/gscale, nc), math.Max(np, mu))
+		if math.IsNaN(merit) {
+			break
+		}
+		if merit < bestMerit {
+			bestMerit = merit
+			copy(bx, x)
+			copy(bs, s)
+			copy(bz, z)
+			copy(by, y)
+			copy(bzl, zl)
+			copy(bzu, zu)
+		}
+		if nd <= 1e-9*gscale && nc <= 1e-11 && np <= 1e-12 && mu <= 1e-13 {
 			res.ok = true
 			break
+		}
+		if mu < 1e-15 && merit > 1e3*bestMerit {
+			break // diverging on rounding noise
 		}
 		factor()
 		if !factorOK {
@@ -443,6 +463,10 @@ func (r *relax) ipmSolve() ipmResult {
 		}
 	}
 	_ = coef
+	copy(x, bx)
+	copy(y, by)
+	copy(z, bz)
+	res.ok = res.ok || bestMerit <= 1e-7
 	res.x = make([]float64, n)
 	for i := 0; i < n; i++ {
 		if pos[i] < 0 {

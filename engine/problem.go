@@ -20,14 +20,14 @@ import (
 type problem struct {
 	names    []string
 	index    map[string]int
-	kpiNames []string    // 0 is the primary KPI
-	baseline []float64   // per KPI
-	terms    [][]*term   // [channel][kpi], nil where a channel is absent from a KPI
-	w        []float64   // objective weight per KPI
-	cost     float64     // price of spend in the objective (target_mroi)
-	budget   []float64   // current allocation
-	lo, hi   []float64   // boxes; hi may be +Inf until capped
-	loSrc    [][]string  // which constraints set lo (for at_bound and messages)
+	kpiNames []string   // 0 is the primary KPI
+	baseline []float64  // per KPI
+	terms    [][]*term  // [channel][kpi], nil where a channel is absent from a KPI
+	w        []float64  // objective weight per KPI
+	cost     float64    // price of spend in the objective (target_mroi)
+	budget   []float64  // current allocation
+	lo, hi   []float64  // boxes; hi may be +Inf until capped
+	loSrc    [][]string // which constraints set lo (for at_bound and messages)
 	hiSrc    [][]string
 	tlo, thi float64
 	totalSrc string

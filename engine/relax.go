@@ -1,6 +1,9 @@
 package engine
 
-import "math"
+import (
+	"math"
+	"sort"
+)
 
 // relax is the concave relaxation of a problem on a box: every term replaced by its
 // concave envelope on that box. Its optimum bounds the problem's optimum from above, and
@@ -239,12 +242,24 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		copy(xa, xl)
 	}
 
+	brk := r.breakpoints(coef)
 	lam, last := la, math.NaN()
 	for it := 0; it < 300; it++ {
-		// Newton on S(λ) = target from the last point when it lands inside the bracket,
-		// otherwise bisection (geometric when the bracket spans orders of magnitude).
+		// S(λ) jumps where a channel's envelope has a linear piece of slope λ; while such
+		// a price lies inside the bracket, try it: it is either the answer or it halves the
+		// search exactly. Between jumps S is smooth and Newton's method converges fast;
+		// bisection (geometric when the bracket spans orders of magnitude) is the fallback.
 		next := math.NaN()
-		if !math.IsNaN(last) && dS < 0 && !math.IsInf(dS, -1) {
+		if j := sort.SearchFloat64s(brk, la); j < len(brk) && brk[j] == la {
+			j++
+			brk = brk[j:]
+		} else {
+			brk = brk[j:]
+		}
+		if len(brk) > 0 && brk[0] < lb {
+			k := sort.SearchFloat64s(brk, lb)
+			next = brk[k/2]
+		} else if !math.IsNaN(last) && dS < 0 && !math.IsInf(dS, -1) {
 			next = last - (sl-target)/dS
 		}
 		if !(next > la && next < lb) {
@@ -347,4 +362,38 @@ func (r *relax) boundAt(coef []float64, lam float64) float64 {
 		return v + (lam-r.p.cost)*r.p.thi
 	}
 	return v + (lam-r.p.cost)*r.p.tlo
+}
+
+// breakpoints lists the prices at which some channel's maximiser jumps: the slopes of
+// linear pieces of the envelopes, in increasing order.
+func (r *relax) breakpoints(coef []float64) []float64 {
+	var b []float64
+	for i := range r.env {
+		single := -1
+		for k := range r.env[i] {
+			if r.env[i][k].t != nil && coef[k] != 0 {
+				if single >= 0 {
+					single = -2
+					break
+				}
+				single = k
+			}
+		}
+		if single < 0 || r.hi[i] <= r.lo[i] {
+			continue
+		}
+		e := &r.env[i][single]
+		switch {
+		case e.hx != nil:
+			for _, s := range e.hs[:len(e.hs)-1] {
+				b = append(b, s*coef[single])
+			}
+		case e.z > e.a:
+			b = append(b, e.m*coef[single])
+		case e.t.kind == kindLinear || e.t.kind == kindPower && e.t.alpha == 1:
+			b = append(b, e.t.d1(e.a)*coef[single])
+		}
+	}
+	sort.Float64s(b)
+	return b
 }

@@ -65,6 +65,7 @@ func Solve(m *Model, req *Request) (res Result) {
 	}
 	res.Objective = objType
 	res.Current = p.evaluate(p.budget)
+	res.Current.Channels = nil // the current plan's totals are enough next to the new plan
 
 	if msg := s.infeasibleLinear(); msg != "" {
 		res.Status = StatusInfeasible

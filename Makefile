@@ -1,0 +1,52 @@
+# Atlas — see README.md. `make run` and `make test` are the two entry points.
+GO       ?= go
+PYTHON   ?= python3
+BIN      := bin/atlas
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+DATE     := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.buildDate=$(DATE)
+FUZZTIME ?= 30s
+
+.PHONY: all build run test test-go test-bench bench bench-go bench-compare bench-deps fuzz vet clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/atlas
+
+# The main job on the embedded defaults.
+run: build
+	./$(BIN) solve examples/quickstart.json
+
+vet:
+	$(GO) vet ./...
+
+test: vet test-go test-bench
+
+test-go:
+	$(GO) test -count=1 ./...
+
+# The SLSQP baseline has tests of its own (it must solve what it claims to).
+test-bench: bench-deps
+	$(PYTHON) -m pytest -q -p no:cacheprovider bench
+
+bench-deps:
+	@$(PYTHON) -c 'import numpy, scipy' 2>/dev/null || $(PYTHON) -m pip install -q -r bench/requirements.txt
+
+# Figures for the README: Go benchmarks, then the engine against scipy's SLSQP on the
+# same generated problems, in one invocation.
+bench: bench-go bench-compare
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./engine/
+
+bench-compare: bench-deps
+	$(GO) run ./bench/compare
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeModel$$' -fuzztime $(FUZZTIME) ./engine/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./engine/
+	$(GO) test -run '^$$' -fuzz '^FuzzSolve$$' -fuzztime $(FUZZTIME) ./engine/
+
+clean:
+	rm -rf bin bench/out
