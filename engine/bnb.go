@@ -18,10 +18,11 @@ type outcome struct {
 
 // relaxSolve solves the relaxation on a box and returns a point feasible for the linear
 // constraints (and the relaxed floors), a proven upper bound, and the work done.
-func relaxSolve(p *problem, lo, hi []float64) (x []float64, ub float64, iters int, ok bool) {
-	r := newRelax(p, lo, hi)
+func relaxSolve(p *problem, lo, hi []float64) (r *relax, x []float64, ub float64, iters int, ok bool) {
+	r = newRelax(p, lo, hi)
 	if len(p.rows) == 0 && len(p.floors) == 0 {
-		return r.lambdaSolve(p.w)
+		x, ub, iters, ok = r.lambdaSolve(p.w)
+		return
 	}
 	res := r.ipmSolve()
 	ub = r.dualBound(&res)
@@ -31,10 +32,10 @@ func relaxSolve(p *problem, lo, hi []float64) (x []float64, ub float64, iters in
 	}
 	if !res.ok && !p.feasibleLinear(x, lo, hi, 1e-9) {
 		if !linearFeasible(p, lo, hi) {
-			return nil, math.Inf(-1), res.iters, false
+			return r, nil, math.Inf(-1), res.iters, false
 		}
 	}
-	return x, ub, res.iters, true
+	return r, x, ub, res.iters, true
 }
 
 func (p *problem) feasibleLinear(x, lo, hi []float64, tol float64) bool {
@@ -100,7 +101,7 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 			out.value, out.x = v, x
 		}
 	}
-	x, ub, it, ok := relaxSolve(p, p.lo, p.hi)
+	r, x, ub, it, ok := relaxSolve(p, p.lo, p.hi)
 	out.iters += it
 	out.nodes = 1
 	if !ok {
@@ -118,7 +119,7 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 	gapOK := func(bound float64) bool {
 		return bound-out.value <= gapTol*p.gapScale(out.x, out.value)
 	}
-	consider(p.roundBridges(x, p.lo, p.hi, &out))
+	consider(p.roundBridges(r, x, &out))
 	if out.x != nil && gapOK(ub) {
 		out.complete = true
 		return out
@@ -131,8 +132,9 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 		heap.Push(q, &bnbNode{lo: lo, hi: hi, ub: ub, id: nextID})
 	}
 	prunedUB := math.Inf(-1)
-	branch := func(x, lo, hi []float64, ub float64) bool {
-		j, at := p.branchChannel(x, lo, hi)
+	branch := func(r *relax, x []float64, ub float64) bool {
+		lo, hi := r.lo, r.hi
+		j, at := p.branchChannel(r, x)
 		if j < 0 {
 			return false
 		}
@@ -144,7 +146,7 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 		push(rlo, hi, ub)
 		return true
 	}
-	if !branch(x, p.lo, p.hi, ub) {
+	if !branch(r, x, ub) {
 		out.complete = true
 		return out
 	}
@@ -158,19 +160,19 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 		}
 		heap.Pop(q)
 		out.nodes++
-		x, ub, it, ok := relaxSolve(p, nd.lo, nd.hi)
+		r, x, ub, it, ok := relaxSolve(p, nd.lo, nd.hi)
 		out.iters += it
 		if !ok {
 			continue
 		}
 		ub = math.Min(ub, nd.ub)
 		consider(x)
-		consider(p.roundBridges(x, nd.lo, nd.hi, &out))
+		consider(p.roundBridges(r, x, &out))
 		if out.x != nil && gapOK(ub) {
 			prunedUB = math.Max(prunedUB, ub)
 			continue
 		}
-		if !branch(x, nd.lo, nd.hi, ub) {
+		if !branch(r, x, ub) {
 			prunedUB = math.Max(prunedUB, ub)
 		}
 	}
@@ -203,8 +205,8 @@ func sum(x []float64) float64 {
 
 // branchChannel picks the channel whose envelope overestimates most at x, and where to
 // split its box.
-func (p *problem) branchChannel(x, lo, hi []float64) (int, float64) {
-	r := newRelax(p, lo, hi)
+func (p *problem) branchChannel(r *relax, x []float64) (int, float64) {
+	lo, hi := r.lo, r.hi
 	best, bestGap, at := -1, 0.0, 0.0
 	for i := range x {
 		if hi[i]-lo[i] <= 1e-12*math.Max(1, hi[i]) {
@@ -247,11 +249,11 @@ func (p *problem) branchChannel(x, lo, hi []float64) (int, float64) {
 // roundBridges is the primal heuristic: channels sitting on an envelope's bridge are
 // switched either off (their minimum) or onto the concave part of their curve, whichever
 // is nearer, and the now tight relaxation is solved again.
-func (p *problem) roundBridges(x, lo, hi []float64, out *outcome) []float64 {
+func (p *problem) roundBridges(r *relax, x []float64, out *outcome) []float64 {
 	if x == nil {
 		return nil
 	}
-	r := newRelax(p, lo, hi)
+	lo, hi := r.lo, r.hi
 	nlo := append([]float64(nil), lo...)
 	nhi := append([]float64(nil), hi...)
 	changed := false
@@ -272,7 +274,7 @@ func (p *problem) roundBridges(x, lo, hi []float64, out *outcome) []float64 {
 	if !changed {
 		return nil
 	}
-	y, _, it, ok := relaxSolve(p, nlo, nhi)
+	_, y, _, it, ok := relaxSolve(p, nlo, nhi)
 	out.iters += it
 	if !ok {
 		return nil
