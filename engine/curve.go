@@ -331,8 +331,16 @@ func (t *term) hillInvD1(m, hintY float64) float64 {
 	a := t.alpha
 	target := math.Log(m * t.kappa / (t.beta * a))
 	phi := func(u float64) (float64, float64) {
+		// softplus(v) and σ(v) share one exponential
 		v := a * u
-		return (a-1)*u - 2*softplus(v) - target, (a - 1) - 2*a*sigmoid(v)
+		e := math.Exp(-math.Abs(v))
+		sp, sg := math.Log1p(e), 1/(1+e)
+		if v > 0 {
+			sp += v
+		} else {
+			sg = e * sg
+		}
+		return (a-1)*u - 2*sp - target, (a - 1) - 2*a*sg
 	}
 	lo := math.Inf(-1)
 	if a > 1 {

@@ -244,6 +244,32 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 
 	brk := r.breakpoints(coef)
 	lam, last := la, math.NaN()
+	// Start Newton from the price at which an even split would be marginal: the mean of
+	// the channels' slopes there. It is usually within a few steps of the answer.
+	{
+		even := target / float64(n)
+		guess := 0.0
+		for i := 0; i < n; i++ {
+			guess += r.chanD1(i, coef, clamp(even, r.lo[i], r.hi[i]))
+		}
+		guess /= float64(n)
+		if guess > la && guess < lb {
+			lam = guess
+			sl, sh, val, dS = eval(lam)
+			last = lam
+			ub = math.Min(ub, dual(lam, val))
+			if sl <= target && target <= sh {
+				return r.blend(xl, xh, sl, sh, target), ub, evals, true
+			}
+			if sl > target {
+				la, sa = lam, sl
+				copy(xa, xl)
+			} else {
+				lb, sb = lam, sh
+				copy(xb, xh)
+			}
+		}
+	}
 	for it := 0; it < 300; it++ {
 		// S(λ) jumps where a channel's envelope has a linear piece of slope λ; while such
 		// a price lies inside the bracket, try it: it is either the answer or it halves the
