@@ -111,14 +111,14 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 	}
 	out.ub = ub
 	consider(x)
-	if p.concave() {
+	gapOK := func(bound float64) bool {
+		return bound-out.value <= gapTol*p.gapScale(out.x, out.value)
+	}
+	if p.concave() && (out.x == nil || gapOK(ub) || !p.hasKinks()) {
 		out.complete = true
 		return out
 	}
 	out.algorithm = "branch-and-bound/" + out.algorithm
-	gapOK := func(bound float64) bool {
-		return bound-out.value <= gapTol*p.gapScale(out.x, out.value)
-	}
 	consider(p.roundBridges(r, x, &out))
 	if out.x != nil && gapOK(ub) {
 		out.complete = true
@@ -241,7 +241,49 @@ func (p *problem) branchChannel(r *relax, x []float64) (int, float64) {
 		}
 	}
 	if bestGap <= 1e-15*math.Abs(p.objective(x)) {
-		return -1, 0
+		// Every envelope is tight at x, yet the node's bound is not closed: the
+		// interior-point method struggles where piecewise-linear curves have kinks.
+		// Splitting a box at a kink makes that channel smooth in both children.
+		return p.kinkSplit(r, x)
+	}
+	return best, at
+}
+
+// hasKinks reports whether some piecewise-linear curve has a breakpoint.
+func (p *problem) hasKinks() bool {
+	for i := range p.terms {
+		for _, t := range p.terms[i] {
+			if t != nil && t.kind == kindPiecewise && len(t.px) > 1 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// kinkSplit picks the piecewise-linear breakpoint strictly inside a box that lies nearest
+// to the relaxation's point, relative to the box's width.
+func (p *problem) kinkSplit(r *relax, x []float64) (int, float64) {
+	best, at, dist := -1, 0.0, math.Inf(1)
+	for i := range x {
+		w := r.hi[i] - r.lo[i]
+		if w <= 1e-12*math.Max(1, r.hi[i]) {
+			continue
+		}
+		for k := range r.env[i] {
+			e := &r.env[i][k]
+			if e.t == nil || e.hx == nil {
+				continue
+			}
+			for _, kx := range e.hx[1 : len(e.hx)-1] {
+				if kx-r.lo[i] <= 1e-9*w || r.hi[i]-kx <= 1e-9*w {
+					continue
+				}
+				if d := math.Abs(kx-x[i]) / w; d < dist {
+					best, at, dist = i, kx, d
+				}
+			}
+		}
 	}
 	return best, at
 }

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // FieldError is an error about one field of the input, named by its JSON path
@@ -72,48 +72,47 @@ func DecodeRequest(data []byte) (Request, error) {
 	return r, nil
 }
 
-// decodeStrict decodes exactly one JSON value into v, rejecting unknown fields and
-// trailing data, and turns encoding/json's errors into FieldErrors with a path.
+// decodeStrict decodes exactly one JSON value into v. encoding/json matches keys
+// case-insensitively, ignores trailing data and names type errors without map keys or
+// array indices, so the value is first checked against v's type by a walk over its
+// generic form that reports the exact path of the first unknown (or miscased) key, wrong
+// type or out-of-range number.
 func decodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return FieldErrors{describeJSONError(data, v, err)}
+	dec.UseNumber()
+	var generic any
+	if err := dec.Decode(&generic); err != nil {
+		return FieldErrors{describeSyntax(err)}
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return FieldErrors{{Message: "unexpected data after the JSON value"}}
 	}
+	if fe, ok := checkShape(generic, reflect.TypeOf(v).Elem(), ""); !ok {
+		return FieldErrors{fe}
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		var fe FieldError
+		var fes FieldErrors
+		switch {
+		case errors.As(err, &fes) && len(fes) > 0:
+			return fes
+		case errors.As(err, &fe):
+			return FieldErrors{fe}
+		}
+		return FieldErrors{{Message: strings.TrimPrefix(err.Error(), "json: ")}}
+	}
 	return nil
 }
 
-func describeJSONError(data []byte, v any, err error) FieldError {
+func describeSyntax(err error) FieldError {
 	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	var fe FieldError
-	var fes FieldErrors
 	switch {
-	case errors.As(err, &fes) && len(fes) > 0:
-		return fes[0]
-	case errors.As(err, &fe):
-		return fe
 	case errors.As(err, &syn):
 		return FieldError{Message: fmt.Sprintf("invalid JSON at byte %d: %v", syn.Offset, syn)}
-	case errors.As(err, &typ):
-		field := typ.Field
-		return FieldError{Field: field, Message: fmt.Sprintf("must be %s, got %s", jsonKind(typ.Type), typ.Value)}
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return FieldError{Message: "empty or truncated JSON"}
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		var generic any
-		if json.Unmarshal(data, &generic) == nil {
-			if path := findUnknownField(generic, reflect.TypeOf(v).Elem(), ""); path != "" {
-				return FieldError{Field: path, Message: "unknown field"}
-			}
-		}
-		return FieldError{Message: strings.TrimPrefix(err.Error(), "json: ")}
-	default:
-		return FieldError{Message: strings.TrimPrefix(err.Error(), "json: ")}
 	}
+	return FieldError{Message: "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")}
 }
 
 func jsonKind(t reflect.Type) string {
@@ -136,70 +135,142 @@ func jsonKind(t reflect.Type) string {
 	return t.String()
 }
 
-var totalType = reflect.TypeOf(Total{})
-
-// findUnknownField walks a generically decoded JSON value alongside the Go type it was
-// meant for and returns the path of the first key the type does not have.
-func findUnknownField(v any, t reflect.Type, path string) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+func genericKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case json.Number:
+		return "a number"
+	case string:
+		return "a string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
 	}
+	return "a value"
+}
+
+var (
+	totalType   = reflect.TypeOf(Total{})
+	rawType     = reflect.TypeOf(json.RawMessage{})
+	fieldsCache sync.Map // reflect.Type → map[string]reflect.Type
+)
+
+func structFields(t reflect.Type) map[string]reflect.Type {
+	if f, ok := fieldsCache.Load(t); ok {
+		return f.(map[string]reflect.Type)
+	}
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := strings.Split(f.Tag.Get("json"), ",")[0]
+		if name == "" || name == "-" {
+			continue
+		}
+		fields[name] = f.Type
+	}
+	fieldsCache.Store(t, fields)
+	return fields
+}
+
+// checkShape walks a generically decoded value alongside the Go type it is meant for.
+func checkShape(v any, t reflect.Type, path string) (FieldError, bool) {
 	join := func(key string) string {
 		if path == "" {
 			return key
 		}
 		return path + "." + key
 	}
-	switch val := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(val))
-		for k := range val {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		switch {
-		case t == totalType:
-			for _, k := range keys {
+	mismatch := func() (FieldError, bool) {
+		return FieldError{Field: path, Message: fmt.Sprintf("must be %s, got %s", jsonKind(t), genericKind(v))}, false
+	}
+	if v == nil {
+		return FieldError{}, true // null leaves the zero value, as encoding/json does
+	}
+	if t == rawType {
+		return FieldError{}, true
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == totalType {
+		switch val := v.(type) {
+		case json.Number:
+			return checkShape(v, reflect.TypeOf(0.0), path)
+		case map[string]any:
+			for _, k := range sortedKeys(val) {
 				if k != "min" && k != "max" {
-					return join(k)
+					return FieldError{Field: join(k), Message: "unknown field (a total range takes min and max)"}, false
+				}
+				if fe, ok := checkShape(val[k], reflect.TypeOf(0.0), join(k)); !ok {
+					return fe, false
 				}
 			}
-		case t.Kind() == reflect.Map:
-			for _, k := range keys {
-				if p := findUnknownField(val[k], t.Elem(), join(k)); p != "" {
-					return p
-				}
+			return FieldError{}, true
+		}
+		return FieldError{Field: path, Message: fmt.Sprintf("must be a number or {\"min\": a, \"max\": b}, got %s", genericKind(v))}, false
+	}
+	switch t.Kind() {
+	case reflect.Float32, reflect.Float64, reflect.Int, reflect.Int64, reflect.Int32:
+		n, ok := v.(json.Number)
+		if !ok {
+			return mismatch()
+		}
+		if t.Kind() == reflect.Float64 || t.Kind() == reflect.Float32 {
+			if _, err := strconv.ParseFloat(string(n), 64); err != nil {
+				return FieldError{Field: path, Message: fmt.Sprintf("number %s is out of range", n)}, false
 			}
-		case t.Kind() == reflect.Struct:
-			fields := map[string]reflect.Type{}
-			for i := 0; i < t.NumField(); i++ {
-				f := t.Field(i)
-				name := strings.Split(f.Tag.Get("json"), ",")[0]
-				if name == "" || name == "-" {
-					continue
-				}
-				fields[name] = f.Type
-			}
-			for _, k := range keys {
-				ft, ok := fields[k]
-				if !ok {
-					return join(k)
-				}
-				if p := findUnknownField(val[k], ft, join(k)); p != "" {
-					return p
-				}
+		} else if _, err := strconv.ParseInt(string(n), 10, 64); err != nil {
+			return FieldError{Field: path, Message: fmt.Sprintf("must be an integer, got %s", n)}, false
+		}
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			return mismatch()
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			return mismatch()
+		}
+	case reflect.Slice, reflect.Array:
+		arr, ok := v.([]any)
+		if !ok {
+			return mismatch()
+		}
+		for i, e := range arr {
+			if fe, ok := checkShape(e, t.Elem(), path+"["+strconv.Itoa(i)+"]"); !ok {
+				return fe, false
 			}
 		}
-	case []any:
-		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
-			for i, e := range val {
-				if p := findUnknownField(e, t.Elem(), path+"["+strconv.Itoa(i)+"]"); p != "" {
-					return p
-				}
+	case reflect.Map:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return mismatch()
+		}
+		for _, k := range sortedKeys(obj) {
+			if fe, ok := checkShape(obj[k], t.Elem(), join(k)); !ok {
+				return fe, false
+			}
+		}
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return mismatch()
+		}
+		fields := structFields(t)
+		for _, k := range sortedKeys(obj) {
+			ft, ok := fields[k]
+			if !ok {
+				return FieldError{Field: join(k), Message: "unknown field"}, false
+			}
+			if fe, ok := checkShape(obj[k], ft, join(k)); !ok {
+				return fe, false
 			}
 		}
 	}
-	return ""
+	return FieldError{}, true
 }
 
 // UnmarshalJSON accepts a number (exact total) or {"min": a, "max": b} (a range).

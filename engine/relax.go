@@ -181,12 +181,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		}
 		return
 	}
-	dual := func(lam, val float64) float64 {
-		if lam >= c {
-			return val + (lam-c)*p.thi
-		}
-		return val + (lam-c)*p.tlo
-	}
+	dual := func(lam, val float64) float64 { return dualTotal(val, lam, c, p.tlo, p.thi) }
 
 	sl, sh, val, dS := eval(c)
 	ub = dual(c, val)
@@ -384,10 +379,21 @@ func (r *relax) boundAt(coef []float64, lam float64) float64 {
 		l, _ := r.chanArgmax(i, coef, lam)
 		v += r.chanVal(i, coef, l) - lam*l
 	}
-	if lam >= r.p.cost {
-		return v + (lam-r.p.cost)*r.p.thi
+	return dualTotal(v, lam, r.p.cost, r.p.tlo, r.p.thi)
+}
+
+// dualTotal adds the total constraint's part of the Lagrangian dual at price lam to the
+// channels' part v: the multiplier of Σx ≤ thi is lam−cost when lam > cost, that of
+// Σx ≥ tlo is cost−lam when lam < cost. At lam = cost neither binds (and an infinite thi
+// must not turn 0·∞ into NaN).
+func dualTotal(v, lam, cost, tlo, thi float64) float64 {
+	switch {
+	case lam > cost:
+		return v + (lam-cost)*thi
+	case lam < cost:
+		return v + (lam-cost)*tlo
 	}
-	return v + (lam-r.p.cost)*r.p.tlo
+	return v
 }
 
 // breakpoints lists the prices at which some channel's maximiser jumps: the slopes of

@@ -115,6 +115,7 @@ type solved struct {
 	bound      float64
 	lowerBound bool // bound is a lower bound (minimisation)
 	messages   []string
+	errors     FieldErrors // for status invalid
 }
 
 func (s *session) infeasibleLinear() string {
@@ -237,8 +238,9 @@ func (s *session) minSpend() solved {
 	}
 	type probe struct {
 		x     []float64
-		reach bool // a plan at this spend reaches the target
-		never bool // proven: no plan at this spend reaches it
+		reach bool    // a plan at this spend reaches the target
+		never bool    // proven: no plan at this spend reaches it
+		ub    float64 // proven bound on the target KPI at this spend (baseline excluded)
 	}
 	try := func(S float64) probe {
 		q := sub(S)
@@ -249,7 +251,7 @@ func (s *session) minSpend() solved {
 			return probe{never: true}
 		}
 		out := s.core(q)
-		var pr probe
+		pr := probe{ub: out.ub}
 		if out.x != nil && q.kpiValue(main.kpi, out.x) >= main.rhs {
 			pr.x, pr.reach = out.x, true
 		}
@@ -284,7 +286,9 @@ func (s *session) minSpend() solved {
 		}
 		if !math.IsInf(p.thi, 1) || hi >= maxParam {
 			if best.never || hi >= maxParam {
-				return solved{status: StatusInfeasible, messages: []string{s.floorMessage(sub(hi))}}
+				return solved{status: StatusInfeasible, messages: []string{fmt.Sprintf(
+					"%s = %s is out of reach: the most any plan with spend up to %s gives is %s",
+					main.label, num(main.rhs+p.baseline[main.kpi]), num(hi), num(best.ub+p.baseline[main.kpi]))}}
 			}
 			return solved{status: StatusInfeasible, messages: []string{fmt.Sprintf("no plan found reaching %s within spend %s", main.label, num(hi))}}
 		}
@@ -338,8 +342,12 @@ func (s *session) targetROI(roi float64) solved {
 		}
 	}
 	top := math.Min(math.Min(p.thi, sumHi), sup/roi)
+	for _, f := range []float64{0.5, 0.9, 0.99} {
+		top = math.Min(top, p.roiCap(k, f*roi, roi))
+	}
 	if math.IsInf(top, 1) {
-		return solved{status: StatusInvalid, messages: []string{"constraints.total: spend is unbounded at this roi: give constraints.total a max"}}
+		return solved{status: StatusInvalid, errors: FieldErrors{{Field: "constraints.total",
+			Message: fmt.Sprintf("spend is unbounded: some channel returns at least %g per unit however much is spent; give constraints.total a max", roi)}}}
 	}
 	bot := math.Max(p.tlo, sumLo)
 	if top < bot {
@@ -398,6 +406,9 @@ func (s *session) targetROI(roi float64) solved {
 // finish assembles the result from an objective-level answer.
 func (s *session) finish(res Result, out solved) Result {
 	p := s.p
+	if out.status == StatusInvalid {
+		return invalid(res, out.errors)
+	}
 	res.Status = out.status
 	res.Messages = append(res.Messages, out.messages...)
 	res.Engine.Iterations = s.iters
@@ -469,4 +480,51 @@ func (p *problem) evaluate(x []float64) *Evaluation {
 		ev.Channels[name] = c
 	}
 	return ev
+}
+
+// roiCap bounds the spend at which the optimally allocated KPI k can still return roi
+// per unit: for any price lam < roi the best plan at spend S earns at most
+// lam·S + C(lam) with C(lam) = Σ_i max_x (f_ik(x) − lam·x), so ROI ≥ roi needs
+// S ≤ C(lam)/(roi − lam). It is +Inf when some channel's return never falls below lam.
+func (p *problem) roiCap(k int, lam, roi float64) float64 {
+	c := 0.0
+	for i := range p.names {
+		t := p.terms[i][k]
+		lo, hi := p.lo[i], p.hi[i]
+		if t == nil {
+			c -= lam * lo
+			continue
+		}
+		best := t.val(lo) - lam*lo
+		try := func(x float64) {
+			if x >= lo && x <= hi && finite(x) {
+				best = math.Max(best, t.val(x)-lam*x)
+			}
+		}
+		switch {
+		case t.kind == kindLinear || (t.kind == kindPower && t.alpha >= 1):
+			if t.d1(math.Max(lo, 1)) > lam || t.kind == kindPower && t.alpha > 1 {
+				if math.IsInf(hi, 1) {
+					return math.Inf(1)
+				}
+			}
+			try(hi)
+		case t.kind == kindPiecewise:
+			for _, bx := range t.px {
+				try(bx / t.s)
+			}
+			try(hi)
+		default:
+			x := t.invD1(lam, 0)
+			if math.IsInf(x, 1) {
+				if math.IsInf(hi, 1) {
+					return math.Inf(1)
+				}
+				x = hi
+			}
+			try(math.Min(x, hi))
+		}
+		c += best
+	}
+	return c / (roi - lam)
 }

@@ -32,13 +32,13 @@ type Channel struct {
 // Curve is a response curve f with f(0) = 0, increasing in spend. Parameters are
 // pointers so that a missing parameter can be told apart from a zero one.
 type Curve struct {
-	Type   string       `json:"type"`
-	Beta   *float64     `json:"beta,omitempty"`
-	Alpha  *float64     `json:"alpha,omitempty"`
-	Kappa  *float64     `json:"kappa,omitempty"`
-	K      *float64     `json:"k,omitempty"`
-	X0     *float64     `json:"x0,omitempty"`
-	Points [][2]float64 `json:"points,omitempty"`
+	Type   string      `json:"type"`
+	Beta   *float64    `json:"beta,omitempty"`
+	Alpha  *float64    `json:"alpha,omitempty"`
+	Kappa  *float64    `json:"kappa,omitempty"`
+	K      *float64    `json:"k,omitempty"`
+	X0     *float64    `json:"x0,omitempty"`
+	Points [][]float64 `json:"points,omitempty"` // each [x, y]
 }
 
 // Adstock carries over spend between periods. For a steady per-period spend x the

@@ -14,6 +14,9 @@ const (
 	maxParam    = 1e15
 	maxAlpha    = 100
 	maxPoints   = 1000
+	// A power curve with α above this overflows float64 at the largest spends allowed.
+	maxPowerAlpha = 4
+	minScale      = 1e-6
 )
 
 // PrimaryKPI is the model's primary KPI name ("revenue" when not given).
@@ -148,17 +151,25 @@ func validateCurve(path string, c *Curve) FieldErrors {
 	}
 	if c.Kappa != nil {
 		positive("kappa", c.Kappa, false, maxParam)
+		if *c.Kappa > 0 && *c.Kappa < minScale {
+			add("kappa", "must be at least %g (a scale in currency units), got %g", minScale, *c.Kappa)
+		}
 	}
 	if c.Alpha != nil {
-		positive("alpha", c.Alpha, false, maxAlpha)
+		max := float64(maxAlpha)
+		if c.Type == "power" {
+			// β·x^α must stay finite for every spend up to the largest total
+			max = maxPowerAlpha
+		}
+		positive("alpha", c.Alpha, false, max)
 	}
 	if c.K != nil {
-		positive("k", c.K, false, maxParam)
+		positive("k", c.K, false, 1/minScale)
 	}
 	if c.X0 != nil && (!finite(*c.X0) || math.Abs(*c.X0) > maxParam) {
 		add("x0", "must be a finite number of magnitude at most %g", maxParam)
 	}
-	if c.Type == "logistic" && len(errs) == 0 && *c.K**c.X0 > 700 {
+	if c.Type == "logistic" && len(errs) == 0 && math.Abs(*c.K**c.X0) > 700 {
 		// σ(−k·x0) underflows past this point and the curve is numerically zero.
 		add("x0", "k·x0 = %g is too large: the curve is zero for all practical spend", *c.K**c.X0)
 	}
@@ -172,6 +183,10 @@ func validateCurve(path string, c *Curve) FieldErrors {
 		prevX, prevY := 0.0, 0.0
 		for i, p := range c.Points {
 			f := fmt.Sprintf("points[%d]", i)
+			if len(p) != 2 {
+				add(f, "a point is [x, y], got %d numbers", len(p))
+				continue
+			}
 			switch {
 			case !finite(p[0]) || !finite(p[1]) || p[0] > maxParam || p[1] > maxParam:
 				add(f, "must be finite and at most %g", maxParam)
