@@ -62,7 +62,8 @@ func TestGroundTruthSeparableDP(t *testing.T) {
 			tol = DefaultGap
 		}
 		checkCertificate(t, name, res, tol)
-		p, _ := compile(m, req)
+		pm, _ := Prepare(m)
+		p, _ := compile(pm, req)
 		p.capSpend()
 		grid, slack := gridOptimum(p, G)
 		got := res.Expected["revenue"] - m.Baseline
@@ -151,7 +152,8 @@ func TestGroundTruthCoupledBruteForce(t *testing.T) {
 		if *res.Certificate.UpperBound < res.Certificate.Objective {
 			t.Fatalf("%s: bound below objective", name)
 		}
-		p, _ := compile(m, req)
+		pm, _ := Prepare(m)
+		p, _ := compile(pm, req)
 		p.capSpend()
 		x := make([]float64, p.n())
 		for i, nm := range p.names {

@@ -130,16 +130,64 @@ func (r *row) eval(x []float64) float64 {
 	return v
 }
 
-// compile turns a model and request into a problem, or returns the request's field errors.
-func compile(m *Model, req *Request) (*problem, FieldErrors) {
+// Prepared is a validated model with its curves compiled, ready to answer many requests.
+// It is immutable and safe for concurrent use; a processor keeps one per model version.
+type Prepared struct {
+	model    *Model
+	names    []string
+	index    map[string]int
+	kpiNames []string
+	baseline []float64
+	terms    [][]*term
+	hash     string
+}
+
+// Prepare validates a model and compiles its curves.
+func Prepare(m *Model) (*Prepared, error) {
+	if errs := ValidateModel(m); len(errs) > 0 {
+		return nil, errs
+	}
+	pm := &Prepared{model: m, index: map[string]int{}}
+	pm.names = sortedKeys(m.Channels)
+	for i, name := range pm.names {
+		pm.index[name] = i
+	}
+	pm.kpiNames = append([]string{m.PrimaryKPI()}, sortedKeys(m.KPIs)...)
+	pm.baseline = make([]float64, len(pm.kpiNames))
+	pm.baseline[0] = m.Baseline
+	pm.terms = make([][]*term, len(pm.names))
+	for i, name := range pm.names {
+		pm.terms[i] = make([]*term, len(pm.kpiNames))
+		ch := m.Channels[name]
+		pm.terms[i][0] = newTerm(&ch.Curve, ch.Adstock)
+	}
+	for k := 1; k < len(pm.kpiNames); k++ {
+		km := m.KPIs[pm.kpiNames[k]]
+		pm.baseline[k] = km.Baseline
+		for name, ch := range km.Channels {
+			if i, ok := pm.index[name]; ok {
+				ch := ch
+				pm.terms[i][k] = newTerm(&ch.Curve, ch.Adstock)
+			}
+		}
+	}
+	pm.hash = ModelHash(m)
+	return pm, nil
+}
+
+// Model returns the model this was prepared from.
+func (pm *Prepared) Model() *Model { return pm.model }
+
+// Hash is the model's content hash (see ModelHash).
+func (pm *Prepared) Hash() string { return pm.hash }
+
+// compile turns a prepared model and a request into a problem, or returns the request's
+// field errors.
+func compile(pm *Prepared, req *Request) (*problem, FieldErrors) {
 	var errs FieldErrors
 	add := func(field, format string, args ...any) { errs = append(errs, fieldErr(field, format, args...)) }
 
-	p := &problem{index: map[string]int{}}
-	p.names = sortedKeys(m.Channels)
-	for i, name := range p.names {
-		p.index[name] = i
-	}
+	p := &problem{index: pm.index, names: pm.names, kpiNames: pm.kpiNames, baseline: pm.baseline, terms: pm.terms}
 	known := func(field, name string) (int, bool) {
 		i, ok := p.index[name]
 		if !ok {
@@ -149,26 +197,6 @@ func compile(m *Model, req *Request) (*problem, FieldErrors) {
 	}
 	n := len(p.names)
 
-	// KPIs: the primary first, then secondaries in name order.
-	p.kpiNames = append([]string{m.PrimaryKPI()}, sortedKeys(m.KPIs)...)
-	p.baseline = make([]float64, len(p.kpiNames))
-	p.baseline[0] = m.Baseline
-	p.terms = make([][]*term, n)
-	for i, name := range p.names {
-		p.terms[i] = make([]*term, len(p.kpiNames))
-		ch := m.Channels[name]
-		p.terms[i][0] = newTerm(&ch.Curve, ch.Adstock)
-	}
-	for k := 1; k < len(p.kpiNames); k++ {
-		km := m.KPIs[p.kpiNames[k]]
-		p.baseline[k] = km.Baseline
-		for name, ch := range km.Channels {
-			if i, ok := p.index[name]; ok {
-				ch := ch
-				p.terms[i][k] = newTerm(&ch.Curve, ch.Adstock)
-			}
-		}
-	}
 	kpiIndex := func(field, name string) (int, bool) {
 		for k, kn := range p.kpiNames {
 			if kn == name {

@@ -17,8 +17,28 @@ const (
 // never panics and never returns an error: malformed input is a result with status
 // "invalid", impossible constraints one with status "infeasible". The caller fills in
 // RequestID, ModelVersion, ModelHash and Engine.ElapsedMicros as it knows them.
-func Solve(m *Model, req *Request) (res Result) {
-	res = Result{RequestID: req.RequestID, Engine: EngineInfo{Version: Version}}
+func Solve(m *Model, req *Request) Result {
+	if m == nil {
+		m = req.Model
+	}
+	if m == nil {
+		return invalid(Result{RequestID: req.RequestID, Engine: EngineInfo{Version: Version}},
+			FieldErrors{{Field: "model_id", Message: "no model: give model_id or an inline model"}})
+	}
+	pm, err := Prepare(m)
+	if err != nil {
+		errs := err.(FieldErrors)
+		for i := range errs {
+			errs[i].Field = "model." + errs[i].Field
+		}
+		return invalid(Result{RequestID: req.RequestID, ModelID: m.ModelID, Engine: EngineInfo{Version: Version}}, errs)
+	}
+	return pm.Solve(req)
+}
+
+// Solve answers a request against the prepared model (see the package function Solve).
+func (pm *Prepared) Solve(req *Request) (res Result) {
+	res = Result{RequestID: req.RequestID, ModelID: pm.model.ModelID, ModelHash: pm.hash, Engine: EngineInfo{Version: Version}}
 	defer func() {
 		// A bug must not take a processor down with it: report it as a result.
 		if v := recover(); v != nil {
@@ -26,20 +46,7 @@ func Solve(m *Model, req *Request) (res Result) {
 				Messages: []string{fmt.Sprintf("internal error while solving: %v", v)}}
 		}
 	}()
-	if m == nil {
-		m = req.Model
-	}
-	if m == nil {
-		return invalid(res, FieldErrors{{Field: "model_id", Message: "no model: give model_id or an inline model"}})
-	}
-	res.ModelID = m.ModelID
-	if errs := ValidateModel(m); len(errs) > 0 {
-		for i := range errs {
-			errs[i].Field = "model." + errs[i].Field
-		}
-		return invalid(res, errs)
-	}
-	p, errs := compile(m, req)
+	p, errs := compile(pm, req)
 	if len(errs) > 0 {
 		return invalid(res, errs)
 	}

@@ -11,13 +11,20 @@ import (
 // allocation against a model, with no optimisation. Channels missing from an allocation
 // spend 0; a channel the model does not know is an error naming it.
 func Evaluate(m *Model, allocations []map[string]float64) ([]Evaluation, error) {
-	if errs := ValidateModel(m); len(errs) > 0 {
+	pm, err := Prepare(m)
+	if err != nil {
+		errs := err.(FieldErrors)
 		for i := range errs {
 			errs[i].Field = "model." + errs[i].Field
 		}
 		return nil, errs
 	}
-	p, errs := compile(m, &Request{Constraints: Constraints{Total: &Total{Exact: new(float64)}}})
+	return pm.Evaluate(allocations)
+}
+
+// Evaluate is the what-if evaluation against the prepared model.
+func (pm *Prepared) Evaluate(allocations []map[string]float64) ([]Evaluation, error) {
+	p, errs := compile(pm, &Request{Constraints: Constraints{Total: &Total{Exact: new(float64)}}})
 	if len(errs) > 0 {
 		return nil, errs
 	}

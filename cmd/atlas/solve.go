@@ -37,7 +37,7 @@ func runSolve(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fs.Usage()
 		return 2
 	}
-	var model *engine.Model
+	var model *engine.Prepared
 	if *modelPath != "" {
 		b, err := os.ReadFile(*modelPath)
 		if err != nil {
@@ -45,11 +45,13 @@ func runSolve(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return 1
 		}
 		m, err := engine.DecodeModel(b)
+		if err == nil {
+			model, err = engine.Prepare(&m)
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "atlas solve: %s: %v\n", *modelPath, err)
 			return 1
 		}
-		model = &m
 	}
 	in := stdin
 	name := "stdin"
@@ -98,7 +100,7 @@ func runSolve(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	return 0
 }
 
-func solveDocument(doc []byte, syntaxErr error, model *engine.Model) engine.Result {
+func solveDocument(doc []byte, syntaxErr error, model *engine.Prepared) engine.Result {
 	fail := func(errs engine.FieldErrors) engine.Result {
 		r := engine.Result{Status: engine.StatusInvalid, Errors: errs, Engine: engine.EngineInfo{Version: engine.Version}}
 		return r
@@ -119,19 +121,19 @@ func solveDocument(doc []byte, syntaxErr error, model *engine.Model) engine.Resu
 		sum := sha256.Sum256(doc)
 		req.RequestID = "req-" + hex.EncodeToString(sum[:8])
 	}
-	m := req.Model
-	if m == nil {
-		m = model
-	}
-	if m == nil {
+	if req.Model == nil && model == nil {
 		r := fail(engine.FieldErrors{{Field: "model", Message: "no model: give --model FILE or an inline \"model\""}})
 		r.RequestID = req.RequestID
 		return r
 	}
 	start := time.Now()
-	res := engine.Solve(m, &req)
+	var res engine.Result
+	if req.Model != nil {
+		res = engine.Solve(req.Model, &req)
+	} else {
+		res = model.Solve(&req)
+	}
 	res.Engine.ElapsedMicros = time.Since(start).Microseconds()
-	res.ModelHash = engine.ModelHash(m)
 	return res
 }
 
