@@ -36,27 +36,38 @@ func newEnvelope(t *term, a, b float64) envelope {
 	}
 	// Tangency: ψ(z) = f'(z)(z−a) − (f(z)−f(a)) is positive at the inflection, negative
 	// at b here, and decreasing in between (ψ' = f''(z)(z−a) < 0 on the concave part).
+	psi := func(z float64) float64 { return t.d1(z)*(z-a) - (t.val(z) - e.fa) }
 	lo, hi := math.Max(t.infl, a), b
-	z := lo + (hi-lo)/2
-	for i := 0; i < 200; i++ {
-		psi := t.d1(z)*(z-a) - (t.val(z) - e.fa)
-		if psi > 0 {
+	z := math.Min(b, lo+(lo-a)) // a usual neighbourhood of the tangency for S-curves
+	for i := 0; i < 100; i++ {
+		v := psi(z)
+		if v > 0 {
 			lo = z
 		} else {
 			hi = z
 		}
-		dpsi := t.d2(z) * (z - a)
-		next := z - psi/dpsi
+		next := z - v/(t.d2(z)*(z-a))
 		if !(next > lo && next < hi) {
 			next = lo + (hi-lo)/2
 		}
-		if next == z || hi-lo <= 1e-15*hi {
+		if math.Abs(next-z) <= 1e-13*z || hi-lo <= 1e-13*hi {
 			break
 		}
 		z = next
 	}
-	e.z = hi // the side where the tangent line stays above the curve
-	e.m = (t.val(e.z) - e.fa) / (e.z - a)
+	// Use a point at or just past the tangency (ψ ≤ 0) and the curve's own tangent line
+	// there. That line lies above the curve on [a, z] (it is above f(a) at a because
+	// ψ(z) ≤ 0, and above the concave part by concavity) and joins the curve with the same
+	// slope, so the envelope is a true concave majorant however the iteration ended.
+	if psi(z) > 0 && hi-lo <= 1e-13*hi {
+		z = hi
+	}
+	for step := 1e-13 * z; psi(z) > 0 && z < b; step *= 4 {
+		z = math.Min(b, z+step)
+	}
+	e.z = z
+	e.m = t.d1(z)
+	e.fa = t.val(z) - e.m*(z-a)
 	return e
 }
 

@@ -161,6 +161,8 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 
 	// eval fills xl/xh at price lam and returns their sums, Σ(G_i − lam·x_i) at xl, and
 	// dS/dλ (−Inf when a channel sits on a linear piece of slope lam).
+	// The dual value at each trial price is not needed: D(λ) is convex and the bracket's
+	// ends are where it is smallest, so it is computed there once at the end.
 	eval := func(lam float64) (sl, sh, val, dS float64) {
 		evals++
 		for i := 0; i < n; i++ {
@@ -168,7 +170,6 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			xl[i], xh[i] = l, h
 			sl += l
 			sh += h
-			val += r.chanVal(i, coef, l) - lam*l
 			if l != h {
 				dS = math.Inf(-1)
 			} else if l > r.lo[i] && l < r.hi[i] {
@@ -181,16 +182,15 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		}
 		return
 	}
-	dual := func(lam, val float64) float64 { return dualTotal(val, lam, c, p.tlo, p.thi) }
 
-	sl, sh, val, dS := eval(c)
-	ub = dual(c, val)
+	sl, sh, _, dS := eval(c)
+	ub = math.Inf(1)
 	var target float64
 	switch {
 	case sl <= p.thi && sh >= p.tlo:
 		// The price alone settles the spend: take the least spend that the total allows.
 		target = math.Max(sl, p.tlo)
-		return r.blend(xl, xh, sl, sh, target), ub, evals, true
+		return r.blend(xl, xh, sl, sh, target), r.boundAt(coef, c), evals, true
 	case sl > p.thi:
 		target = p.thi
 	default:
@@ -213,13 +213,12 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			lb = c + 1
 		}
 		for {
-			sl, sh, val, dS = eval(lb)
-			ub = math.Min(ub, dual(lb, val))
+			sl, sh, _, dS = eval(lb)
 			if sh < target || evals > 2000 {
 				break
 			}
 			if sl <= target {
-				return r.blend(xl, xh, sl, sh, target), ub, evals, true
+				return r.blend(xl, xh, sl, sh, target), r.boundAt(coef, lb), evals, true
 			}
 			la, sa = lb, sl
 			copy(xa, xl)
@@ -231,8 +230,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		lb, sb = c, sh
 		copy(xb, xh)
 		la = math.Min(0, c) - 1 // below zero every channel sits at its maximum
-		sl, _, val, _ = eval(la)
-		ub = math.Min(ub, dual(la, val))
+		sl, _, _, _ = eval(la)
 		sa = sl
 		copy(xa, xl)
 	}
@@ -250,11 +248,10 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		guess /= float64(n)
 		if guess > la && guess < lb {
 			lam = guess
-			sl, sh, val, dS = eval(lam)
+			sl, sh, _, dS = eval(lam)
 			last = lam
-			ub = math.Min(ub, dual(lam, val))
 			if sl <= target && target <= sh {
-				return r.blend(xl, xh, sl, sh, target), ub, evals, true
+				return r.blend(xl, xh, sl, sh, target), r.boundAt(coef, lam), evals, true
 			}
 			if sl > target {
 				la, sa = lam, sl
@@ -294,11 +291,10 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			break // the bracket is down to adjacent floats
 		}
 		lam = next
-		sl, sh, val, dS = eval(lam)
+		sl, sh, _, dS = eval(lam)
 		last = lam
-		ub = math.Min(ub, dual(lam, val))
 		if sl <= target && target <= sh {
-			return r.blend(xl, xh, sl, sh, target), ub, evals, true
+			return r.blend(xl, xh, sl, sh, target), r.boundAt(coef, lam), evals, true
 		}
 		if sl > target {
 			la, sa = lam, sl
@@ -311,6 +307,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			break
 		}
 	}
+	ub = math.Min(r.boundAt(coef, la), r.boundAt(coef, lb))
 	return r.blend(xb, xa, sb, sa, target), ub, evals, true
 }
 

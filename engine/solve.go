@@ -473,16 +473,18 @@ func (p *problem) evaluate(x []float64) *Evaluation {
 		ev.Expected[name] = p.baseline[k] + p.kpiValue(k, x)
 	}
 	ev.TotalSpend = sum(x)
+	ratios := make([]float64, 2*len(x)) // one allocation backs every ROI and MROI
 	for i, name := range p.names {
 		t := p.terms[i][0]
 		resp := t.val(x[i])
 		c := ChannelResult{Spend: x[i], Response: resp}
 		if x[i] > 0 {
-			roi := resp / x[i]
-			c.ROI = &roi
+			ratios[2*i] = resp / x[i]
+			c.ROI = &ratios[2*i]
 		}
 		if d := t.d1(x[i]); finite(d) {
-			c.MROI = &d
+			ratios[2*i+1] = d
+			c.MROI = &ratios[2*i+1]
 		}
 		ev.Channels[name] = c
 	}
