@@ -385,9 +385,9 @@ func (t *term) hillInvD1(m, hintY float64) float64 {
 				next = lo + (hi-lo)/2
 			}
 		}
-		// Newton converges quadratically here: once a step is below 1e-8 the next one
+		// Newton converges quadratically here: once a step is below 1e-10 the next one
 		// would be below rounding, so take this step and stop.
-		if math.Abs(next-u) <= 1e-8*math.Max(1, math.Abs(u)) || next == lo || next == hi {
+		if math.Abs(next-u) <= 1e-10*math.Max(1, math.Abs(u)) || next == lo || next == hi {
 			u = next
 			break
 		}
