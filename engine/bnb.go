@@ -288,9 +288,11 @@ func (p *problem) kinkSplit(r *relax, x []float64) (int, float64) {
 	return best, at
 }
 
-// roundBridges is the primal heuristic: channels sitting on an envelope's bridge are
+// roundBridges is the primal heuristic. Channels sitting on an envelope's bridge are
 // switched either off (their minimum) or onto the concave part of their curve, whichever
-// is nearer, and the now tight relaxation is solved again.
+// is nearer, and the relaxation is solved again. With KPI floors every channel with a
+// bridge is restricted that way (those already on their concave part stay there), so the
+// restricted relaxation is the true problem and its answer meets the true floors.
 func (p *problem) roundBridges(r *relax, x []float64, out *outcome) []float64 {
 	if x == nil {
 		return nil
@@ -298,19 +300,27 @@ func (p *problem) roundBridges(r *relax, x []float64, out *outcome) []float64 {
 	lo, hi := r.lo, r.hi
 	nlo := append([]float64(nil), lo...)
 	nhi := append([]float64(nil), hi...)
+	all := len(p.floors) > 0
 	changed := false
 	for i := range x {
+		z, gap := lo[i], 0.0
 		for k := range r.env[i] {
-			e := &r.env[i][k]
-			if e.t == nil || e.z <= e.a || x[i] >= e.z || e.gap(x[i]) <= 1e-12*math.Max(1, math.Abs(e.t.val(x[i]))) {
-				continue
+			if e := &r.env[i][k]; e.t != nil && e.z > e.a {
+				z = math.Max(z, e.z)
+				gap = math.Max(gap, e.gap(x[i])/math.Max(1, math.Abs(e.t.val(x[i]))))
 			}
-			changed = true
-			if x[i]-lo[i] < e.z-x[i] {
-				nhi[i] = lo[i]
-			} else {
-				nlo[i] = math.Min(e.z, hi[i])
-			}
+		}
+		if z <= lo[i] || (!all && (x[i] >= z || gap <= 1e-12)) {
+			continue
+		}
+		changed = true
+		switch {
+		case x[i] >= z:
+			nlo[i] = math.Min(z, hi[i])
+		case x[i]-lo[i] < z-x[i]:
+			nhi[i] = lo[i]
+		default:
+			nlo[i] = math.Min(z, hi[i])
 		}
 	}
 	if !changed {

@@ -440,7 +440,12 @@ func (r *relax) ipmSolve() ipmResult {
 		copy(adzl, dzl)
 		copy(adzu, dzu)
 		// corrector
+		// Keep the centring target from racing ahead of the residuals: with nonlinear
+		// floors a complementarity far below the infeasibility stalls the method.
 		smu := sigma * mu
+		if len(p.floors) > 0 {
+			smu = math.Max(smu, 0.01*math.Min(mu, math.Max(math.Max(nd/gscale, nc), np)))
+		}
 		solve(func(q int) float64 { return smu - s[q]*z[q] - ads[q]*adz[q] },
 			func(j int) float64 { return smu - (x[j]-l[j])*zl[j] - adx[j]*adzl[j] },
 			func(j int) float64 { return smu - (u[j]-x[j])*zu[j] + adx[j]*adzu[j] })

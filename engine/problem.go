@@ -208,17 +208,25 @@ func compile(pm *Prepared, req *Request) (*problem, FieldErrors) {
 	}
 
 	// Budget: the current allocation.
+	// In channel order, so that the sum is the same bits on every run.
 	p.budget = make([]float64, n)
-	budgetSum := 0.0
-	for _, name := range sortedKeys(req.Budget) {
-		v := req.Budget[name]
-		if i, ok := known("budget."+name, name); ok {
-			if !finite(v) || v < 0 || v > maxParam {
-				add("budget."+name, "must be a non-negative amount at most %g, got %g", maxParam, v)
-				continue
-			}
-			p.budget[i] = v
-			budgetSum += v
+	budgetSum, matched := 0.0, 0
+	for i, name := range p.names {
+		v, ok := req.Budget[name]
+		if !ok {
+			continue
+		}
+		matched++
+		if !finite(v) || v < 0 || v > maxParam {
+			add("budget."+name, "must be a non-negative amount at most %g, got %g", maxParam, v)
+			continue
+		}
+		p.budget[i] = v
+		budgetSum += v
+	}
+	if matched < len(req.Budget) {
+		for _, name := range sortedKeys(req.Budget) {
+			known("budget."+name, name)
 		}
 	}
 

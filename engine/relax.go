@@ -307,8 +307,13 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			break
 		}
 	}
-	ub = math.Min(r.boundAt(coef, la), r.boundAt(coef, lb))
-	return r.blend(xb, xa, sb, sa, target), ub, evals, true
+	// D(λ) is convex with its minimum between la and lb; the end whose spend is nearer
+	// the target is nearer that minimum.
+	lam = la
+	if target-sb < sa-target {
+		lam = lb
+	}
+	return r.blend(xb, xa, sb, sa, target), r.boundAt(coef, lam), evals, true
 }
 
 // blend returns the point on the segment from lo (sum slo) to hi (sum shi) whose sum is
