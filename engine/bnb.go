@@ -19,7 +19,13 @@ type outcome struct {
 // relaxSolve solves the relaxation on a box and returns a point feasible for the linear
 // constraints (and the relaxed floors), a proven upper bound, and the work done.
 func relaxSolve(p *problem, lo, hi []float64) (r *relax, x []float64, ub float64, iters int, ok bool) {
-	r = newRelax(p, lo, hi)
+	return solveRelax(newRelax(p, lo, hi))
+}
+
+// solveRelax solves a relaxation built by newRelax or relax.child.
+func solveRelax(in *relax) (r *relax, x []float64, ub float64, iters int, ok bool) {
+	r = in
+	p, lo, hi := r.p, r.lo, r.hi
 	if len(p.rows) == 0 && len(p.floors) == 0 {
 		x, ub, iters, ok = r.lambdaSolve(p.w)
 		return
@@ -31,8 +37,14 @@ func relaxSolve(p *problem, lo, hi []float64) (r *relax, x []float64, ub float64
 		ub = b
 	}
 	if !res.ok && !p.feasibleLinear(x, lo, hi, 1e-9) {
-		if !linearFeasible(p, lo, hi) {
+		// The method failed (a feasible set without interior, say): fall back on a
+		// vertex from the simplex, or prove the box infeasible.
+		v, feasible := linearFeasiblePoint(p, lo, hi)
+		if !feasible {
 			return r, nil, math.Inf(-1), res.iters, false
+		}
+		if v != nil && p.feasibleLinear(v, lo, hi, 1e-9) {
+			x = v
 		}
 	}
 	return r, x, ub, res.iters, true
@@ -64,6 +76,8 @@ type bnbNode struct {
 	lo, hi []float64
 	ub     float64 // bound inherited from the parent
 	id     int
+	parent *relax // to share envelopes and start from its price
+	split  int    // the channel whose box differs from the parent's
 }
 
 type nodeQueue []*bnbNode
@@ -127,9 +141,9 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 
 	q := &nodeQueue{}
 	nextID := 0
-	push := func(lo, hi []float64, ub float64) {
+	push := func(parent *relax, split int, lo, hi []float64, ub float64) {
 		nextID++
-		heap.Push(q, &bnbNode{lo: lo, hi: hi, ub: ub, id: nextID})
+		heap.Push(q, &bnbNode{lo: lo, hi: hi, ub: ub, id: nextID, parent: parent, split: split})
 	}
 	prunedUB := math.Inf(-1)
 	branch := func(r *relax, x []float64, ub float64) bool {
@@ -142,8 +156,8 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 		lhi[j] = at
 		rlo := append([]float64(nil), lo...)
 		rlo[j] = at
-		push(lo, lhi, ub)
-		push(rlo, hi, ub)
+		push(r, j, lo, lhi, ub)
+		push(r, j, rlo, hi, ub)
 		return true
 	}
 	if !branch(r, x, ub) {
@@ -160,7 +174,8 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 		}
 		heap.Pop(q)
 		out.nodes++
-		r, x, ub, it, ok := relaxSolve(p, nd.lo, nd.hi)
+		r, x, ub, it, ok := solveRelax(nd.parent.child(nd.lo, nd.hi, nd.split))
+		nd.parent = nil // let the parent's relaxation go once both children are built
 		out.iters += it
 		if !ok {
 			continue
@@ -301,7 +316,7 @@ func (p *problem) roundBridges(r *relax, x []float64, out *outcome) []float64 {
 	nlo := append([]float64(nil), lo...)
 	nhi := append([]float64(nil), hi...)
 	all := len(p.floors) > 0
-	changed := false
+	var changed []int
 	for i := range x {
 		z, gap := lo[i], 0.0
 		for k := range r.env[i] {
@@ -313,7 +328,7 @@ func (p *problem) roundBridges(r *relax, x []float64, out *outcome) []float64 {
 		if z <= lo[i] || (!all && (x[i] >= z || gap <= 1e-12)) {
 			continue
 		}
-		changed = true
+		changed = append(changed, i)
 		switch {
 		case x[i] >= z:
 			nlo[i] = math.Min(z, hi[i])
@@ -323,10 +338,10 @@ func (p *problem) roundBridges(r *relax, x []float64, out *outcome) []float64 {
 			nlo[i] = math.Min(z, hi[i])
 		}
 	}
-	if !changed {
+	if len(changed) == 0 {
 		return nil
 	}
-	_, y, _, it, ok := relaxSolve(p, nlo, nhi)
+	_, y, _, it, ok := solveRelax(r.child(nlo, nhi, changed...))
 	out.iters += it
 	if !ok {
 		return nil

@@ -53,18 +53,29 @@ func boundLabel(src []string, name, side string) string {
 
 // linearFeasible reports whether the linear constraints admit a point in the box.
 func linearFeasible(p *problem, lo, hi []float64) bool {
+	_, ok := linearFeasiblePoint(p, lo, hi)
+	return ok
+}
+
+// linearFeasiblePoint also returns such a point (a vertex), when one is found.
+func linearFeasiblePoint(p *problem, lo, hi []float64) ([]float64, bool) {
 	cs := p.linCons(lo, hi)
 	keep := make([]bool, len(cs))
 	for i := range keep {
 		keep[i] = true
 	}
-	return lpFeasible(len(p.names), cs, keep)
+	return lpFeasibleX(len(p.names), cs, keep)
 }
 
 // lpFeasible solves a phase-one linear program (minimise the artificial slack of every
 // row) with gonum's simplex. Each row has its own artificial column, so the matrix has
 // full row rank whatever the constraints, and the artificials form the starting basis.
 func lpFeasible(n int, cs []linCon, keep []bool) bool {
+	_, ok := lpFeasibleX(n, cs, keep)
+	return ok
+}
+
+func lpFeasibleX(n int, cs []linCon, keep []bool) ([]float64, bool) {
 	lo := make([]float64, n)
 	hi := make([]float64, n)
 	for i := range hi {
@@ -90,7 +101,7 @@ func lpFeasible(n int, cs []linCon, keep []bool) bool {
 	}
 	for i := range lo {
 		if lo[i] > hi[i] {
-			return false
+			return nil, false
 		}
 	}
 	type eqRow struct {
@@ -138,7 +149,7 @@ func lpFeasible(n int, cs []linCon, keep []bool) bool {
 		}
 	}
 	if len(rows) == 0 {
-		return true
+		return lo, true
 	}
 	m := len(rows)
 	total := ncol + m
@@ -171,6 +182,15 @@ func lpFeasible(n int, cs []linCon, keep []bool) bool {
 			keepCol = append(keepCol, col)
 		}
 	}
+	colOf := make([]int, n) // where each channel's column ended up, -1 if dropped
+	for i := range colOf {
+		colOf[i] = -1
+	}
+	for j, col := range keepCol {
+		if col < n {
+			colOf[col] = j
+		}
+	}
 	if len(keepCol) < total {
 		B := mat.NewDense(m, len(keepCol), nil)
 		c2 := make([]float64, len(keepCol))
@@ -187,11 +207,21 @@ func lpFeasible(n int, cs []linCon, keep []bool) bool {
 		}
 		A, cost = B, c2
 	}
-	opt, _, err := lp.Simplex(cost, A, b, 1e-12, basic)
+	opt, sol, err := lp.Simplex(cost, A, b, 1e-12, basic)
 	if err != nil {
-		return err != lp.ErrInfeasible // numerical trouble: let the solver try
+		return nil, err != lp.ErrInfeasible // numerical trouble: let the solver try
 	}
-	return opt <= 1e-9
+	if opt > 1e-9 {
+		return nil, false
+	}
+	x := make([]float64, n)
+	for i := range x {
+		x[i] = lo[i]
+		if colOf[i] >= 0 && sol != nil {
+			x[i] += sol[colOf[i]] * scale
+		}
+	}
+	return x, true
 }
 
 // explainInfeasible names a smallest set of constraints that cannot hold together, found

@@ -14,6 +14,28 @@ type relax struct {
 	env    [][]envelope // [channel][kpi]; t == nil where unused
 	used   []bool       // KPI appears in the objective or a floor
 	hint   []float64    // last argmax per channel, to warm-start inverse slopes
+	// lamHint is a price to start the search from (a parent node's answer), and lam the
+	// price this relaxation settled on.
+	lamHint, lam float64
+}
+
+// child is the relaxation on a box that differs from r's in the channels listed: their
+// envelopes are rebuilt, the others shared, and the search starts from r's price.
+func (r *relax) child(lo, hi []float64, changed ...int) *relax {
+	c := &relax{p: r.p, lo: lo, hi: hi, used: r.used, lamHint: r.lam}
+	c.env = make([][]envelope, len(r.env))
+	copy(c.env, r.env)
+	c.hint = append([]float64(nil), r.hint...)
+	for _, i := range changed {
+		row := make([]envelope, len(r.env[i]))
+		for k, t := range r.p.terms[i] {
+			if t != nil && r.used[k] {
+				row[k] = newEnvelope(t, lo[i], hi[i])
+			}
+		}
+		c.env[i] = row
+	}
+	return c
 }
 
 func newRelax(p *problem, lo, hi []float64) *relax {
@@ -190,17 +212,17 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	case sl <= p.thi && sh >= p.tlo:
 		// The price alone settles the spend: take the least spend that the total allows.
 		target = math.Max(sl, p.tlo)
-		return r.blend(xl, xh, sl, sh, target), r.boundAt(coef, c), evals, true
+		return r.blend(xl, xh, sl, sh, target), r.settle(coef, c), evals, true
 	case sl > p.thi:
 		target = p.thi
 	default:
 		target = p.tlo
 	}
 	if target <= sumLo {
-		return append([]float64(nil), r.lo...), r.boundAt(coef, r.maxPrice(coef)), evals, true
+		return append([]float64(nil), r.lo...), r.settle(coef, r.maxPrice(coef)), evals, true
 	}
 	if target >= sumHi {
-		return append([]float64(nil), r.hi...), r.boundAt(coef, math.Min(0, c)-1), evals, true
+		return append([]float64(nil), r.hi...), r.settle(coef, math.Min(0, c)-1), evals, true
 	}
 
 	// Bracket: at la the spend exceeds the target, at lb it falls short.
@@ -208,31 +230,42 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	if sl > target {
 		la, sa = c, sl
 		copy(xa, xl)
-		lb = math.Max(r.maxPrice(coef), c) * 2
-		if lb <= c {
-			lb = c + 1
-		}
-		for {
-			sl, sh, _, dS = eval(lb)
-			if sh < target || evals > 2000 {
-				break
+		mp, exact := r.maxPriceExact(coef)
+		if exact {
+			// Above every channel's largest slope each one sits at its minimum: no need to
+			// evaluate there.
+			lb = math.Max(mp, c)*(1+1e-12) + 1e-300
+			if lb <= c {
+				lb = math.Nextafter(c, math.Inf(1))
 			}
-			if sl <= target {
-				return r.blend(xl, xh, sl, sh, target), r.boundAt(coef, lb), evals, true
+			sb = sumLo
+			copy(xb, r.lo)
+		} else {
+			lb = math.Max(mp, c) * 2
+			if lb <= c {
+				lb = c + 1
 			}
-			la, sa = lb, sl
-			copy(xa, xl)
-			lb *= 4
+			for {
+				sl, sh, _, dS = eval(lb)
+				if sh < target || evals > 2000 {
+					break
+				}
+				if sl <= target {
+					return r.blend(xl, xh, sl, sh, target), r.settle(coef, lb), evals, true
+				}
+				la, sa = lb, sl
+				copy(xa, xl)
+				lb *= 4
+			}
+			sb = sh
+			copy(xb, xh)
 		}
-		sb = sh
-		copy(xb, xh)
 	} else {
 		lb, sb = c, sh
 		copy(xb, xh)
 		la = math.Min(0, c) - 1 // below zero every channel sits at its maximum
-		sl, _, _, _ = eval(la)
-		sa = sl
-		copy(xa, xl)
+		sa = sumHi
+		copy(xa, r.hi)
 	}
 
 	brk := r.breakpoints(coef)
@@ -240,18 +273,21 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	// Start Newton from the price at which an even split would be marginal: the mean of
 	// the channels' slopes there. It is usually within a few steps of the answer.
 	{
-		even := target / float64(n)
-		guess := 0.0
-		for i := 0; i < n; i++ {
-			guess += r.chanD1(i, coef, clamp(even, r.lo[i], r.hi[i]))
+		guess := r.lamHint // a parent node's price, when branching
+		if !(guess > la && guess < lb) {
+			even := target / float64(n)
+			guess = 0.0
+			for i := 0; i < n; i++ {
+				guess += r.chanD1(i, coef, clamp(even, r.lo[i], r.hi[i]))
+			}
+			guess /= float64(n)
 		}
-		guess /= float64(n)
 		if guess > la && guess < lb {
 			lam = guess
 			sl, sh, _, dS = eval(lam)
 			last = lam
 			if sl <= target && target <= sh {
-				return r.blend(xl, xh, sl, sh, target), r.boundAt(coef, lam), evals, true
+				return r.blend(xl, xh, sl, sh, target), r.settle(coef, lam), evals, true
 			}
 			if sl > target {
 				la, sa = lam, sl
@@ -294,7 +330,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		sl, sh, _, dS = eval(lam)
 		last = lam
 		if sl <= target && target <= sh {
-			return r.blend(xl, xh, sl, sh, target), r.boundAt(coef, lam), evals, true
+			return r.blend(xl, xh, sl, sh, target), r.settle(coef, lam), evals, true
 		}
 		if sl > target {
 			la, sa = lam, sl
@@ -313,7 +349,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	if target-sb < sa-target {
 		lam = lb
 	}
-	return r.blend(xb, xa, sb, sa, target), r.boundAt(coef, lam), evals, true
+	return r.blend(xb, xa, sb, sa, target), r.settle(coef, lam), evals, true
 }
 
 // blend returns the point on the segment from lo (sum slo) to hi (sum shi) whose sum is
@@ -356,6 +392,20 @@ func fixTotal(x, lo, hi []float64, resid float64) {
 	}
 }
 
+// maxPriceExact is the largest slope any channel has on its box, and whether it is
+// exact (false where a slope is infinite at the box's left end).
+func (r *relax) maxPriceExact(coef []float64) (float64, bool) {
+	m := 0.0
+	for i := range r.env {
+		s := r.maxSlope(i, coef)
+		if math.IsInf(s, 1) || math.IsNaN(s) {
+			return r.maxPrice(coef), false
+		}
+		m = math.Max(m, s)
+	}
+	return m, true
+}
+
 // maxPrice is a price above which every channel stays at its minimum.
 func (r *relax) maxPrice(coef []float64) float64 {
 	m := 0.0
@@ -374,8 +424,10 @@ func (r *relax) maxPrice(coef []float64) float64 {
 	return m
 }
 
-// boundAt is the Lagrangian dual bound at price lam.
-func (r *relax) boundAt(coef []float64, lam float64) float64 {
+// settle records lam as the relaxation's price and returns the Lagrangian dual bound
+// there.
+func (r *relax) settle(coef []float64, lam float64) float64 {
+	r.lam = lam
 	v := 0.0
 	for i := range r.env {
 		l, _ := r.chanArgmax(i, coef, lam)
