@@ -2490,3 +2490,411 @@ func Example_quickstart() {
 	// tv 350000
 	// revenue 1785000
 }
+
+// ---------------------------------------------------------------------------------------
+// 4b. Randomised properties of the other objectives
+
+// addAwareness gives a random case a secondary KPI fed by a random subset of channels
+// (always the first) through concave curves.
+func addAwareness(r *rand.Rand, c randCase) {
+	km := engine.KPIModel{Baseline: 100 * r.Float64(), Channels: map[string]engine.Channel{}}
+	for i, name := range c.names {
+		if i == 0 || r.Intn(2) == 0 {
+			km.Channels[name] = engine.Channel{Curve: randCurve(r, "concave")}
+		}
+	}
+	c.m.KPIs = map[string]engine.KPIModel{"awareness": km}
+}
+
+func TestPropertiesObjectives(t *testing.T) {
+	nCases := 30
+	if testing.Short() {
+		nCases = 8
+	}
+	r := rand.New(rand.NewSource(4242))
+	for k := 0; k < nCases; k++ {
+		sShape := k%2 == 1
+		c := genCase(r, sShape)
+		addAwareness(r, c)
+		gapTol := 1e-9
+		if sShape {
+			gapTol = 1e-7
+		}
+		dump := func(req *engine.Request) string {
+			b, _ := json.Marshal(req)
+			mb, _ := json.Marshal(c.m)
+			return fmt.Sprintf("\nmodel %s\nrequest %s", mb, b)
+		}
+		base := c.request(c.T)
+		r0 := solveOK(t, c.m, base)
+		if r0.Status != engine.StatusOptimal {
+			t.Fatalf("case %d: max_kpi status %q %q%s", k, r0.Status, r0.Messages, dump(base))
+		}
+		obj0 := r0.Expected["revenue"]
+		inc0 := obj0 - c.m.Baseline
+
+		t.Run(fmt.Sprintf("%d/min_spend", k), func(t *testing.T) {
+			target := c.m.Baseline + 0.8*inc0
+			req := c.request(c.T)
+			req.Constraints.Total = nil
+			req.Objective = engine.Objective{Type: "min_spend", Target: map[string]float64{"revenue": target}}
+			res := solveOK(t, c.m, req)
+			if res.Status != engine.StatusOptimal {
+				t.Fatalf("status %q %q%s", res.Status, res.Messages, dump(req))
+			}
+			mustHoldPlan(t, c.m, req, res, 1e-9)
+			checkExpected(t, c.m, res)
+			S := res.TotalSpend
+			if res.Expected["revenue"] < target-1e-9*math.Abs(target) {
+				t.Errorf("revenue %.17g below target %.17g", res.Expected["revenue"], target)
+			}
+			if S > c.T*(1+1e-9) {
+				t.Errorf("min spend %.10g above %.10g, where the target is already reached%s", S, c.T, dump(req))
+			}
+			sumLo := 0.0
+			for _, v := range c.lo {
+				sumLo += v
+			}
+			if S*0.999 >= sumLo {
+				less := c.request(S * 0.999)
+				r2 := solveOK(t, c.m, less)
+				mustStatus(t, r2, engine.StatusOptimal)
+				if r2.Expected["revenue"] >= target {
+					t.Errorf("0.1%% less spend (%.10g) reaches %.17g ≥ target %.17g%s", S*0.999, r2.Expected["revenue"], target, dump(req))
+				}
+			}
+		})
+
+		t.Run(fmt.Sprintf("%d/target_roi", k), func(t *testing.T) {
+			roi := 0.9 * inc0 / c.T
+			top := 3 * c.T
+			req := c.request(c.T)
+			req.Constraints.Total = &engine.Total{Max: fp(top)}
+			req.Objective = engine.Objective{Type: "target_roi", ROI: fp(roi)}
+			res := solveOK(t, c.m, req)
+			if res.Status != engine.StatusOptimal {
+				t.Fatalf("status %q %q%s", res.Status, res.Messages, dump(req))
+			}
+			mustHoldPlan(t, c.m, req, res, 1e-9)
+			S := res.TotalSpend
+			got := (res.Expected["revenue"] - c.m.Baseline) / S
+			if got < roi*(1-1e-9) {
+				t.Errorf("ROI %.12g below the target %.12g at spend %.10g", got, roi, S)
+			}
+			if S < c.T*(1-1e-9) {
+				t.Errorf("spend %.10g below %.10g, where the ROI is already %.12g ≥ %.12g%s", S, c.T, inc0/c.T, roi, dump(req))
+			}
+			// allocated optimally for its spend
+			at := c.request(S)
+			ra := solveOK(t, c.m, at)
+			if ra.Status == engine.StatusOptimal && res.Expected["revenue"] < ra.Expected["revenue"]-gapTol*math.Abs(ra.Expected["revenue"]) {
+				t.Errorf("target_roi plan %.15g below the best plan %.15g at the same spend", res.Expected["revenue"], ra.Expected["revenue"])
+			}
+			if S < top*(1-1e-6) {
+				more := c.request(math.Min(S*1.01, top))
+				r2 := solveOK(t, c.m, more)
+				mustStatus(t, r2, engine.StatusOptimal)
+				if roi2 := (r2.Expected["revenue"] - c.m.Baseline) / r2.TotalSpend; roi2 >= roi {
+					t.Errorf("spend %.10g (1%% more) still has ROI %.12g ≥ %.12g: not the largest spend%s", r2.TotalSpend, roi2, roi, dump(req))
+				}
+			}
+		})
+
+		t.Run(fmt.Sprintf("%d/target_mroi", k), func(t *testing.T) {
+			// the price: the marginal return shared at the max_kpi optimum, a little lower
+			lam := math.NaN()
+			for _, n := range c.names {
+				if ch := r0.Channels[n]; ch.AtBound == "" && ch.MROI != nil {
+					lam = *ch.MROI
+					break
+				}
+			}
+			if math.IsNaN(lam) || lam <= 0 {
+				t.Skip("no interior channel at the max_kpi optimum")
+			}
+			mroi := 0.8 * lam
+			req := c.request(c.T)
+			req.Constraints.Total = &engine.Total{Max: fp(10 * c.T)}
+			req.Objective = engine.Objective{Type: "target_mroi", MROI: fp(mroi)}
+			res := solveOK(t, c.m, req)
+			if res.Status != engine.StatusOptimal {
+				t.Fatalf("status %q %q%s", res.Status, res.Messages, dump(req))
+			}
+			mustHoldPlan(t, c.m, req, res, 1e-9)
+			if cc := res.Certificate; relDiff(cc.Objective, res.Expected["revenue"]-mroi*res.TotalSpend) > 1e-9 {
+				t.Errorf("objective %.17g, want revenue − mroi·spend = %.17g", cc.Objective, res.Expected["revenue"]-mroi*res.TotalSpend)
+			}
+			if res.TotalSpend >= 10*c.T*(1-1e-9) {
+				t.Skip("the total's max binds")
+			}
+			// the priced objective is at least that of the max_kpi plan
+			if v0 := obj0 - mroi*c.T; res.Certificate.Objective < v0-gapTol*math.Abs(v0) {
+				t.Errorf("priced objective %.15g below the max_kpi plan's %.15g%s", res.Certificate.Objective, v0, dump(req))
+			}
+			if sShape {
+				return
+			}
+			for _, n := range c.names {
+				ch := res.Channels[n]
+				d := refChannelD1(c.m.Channels[n], ch.Spend)
+				switch ch.AtBound {
+				case "":
+					if relDiff(d, mroi) > 1e-6 {
+						t.Errorf("channel %s not at a bound has mroi %.12g, want %.12g%s", n, d, mroi, dump(req))
+					}
+				case "min":
+					if d > mroi*(1+1e-9) {
+						t.Errorf("channel %s at its min has mroi %.12g > %.12g", n, d, mroi)
+					}
+				case "max":
+					if d < mroi*(1-1e-9) {
+						t.Errorf("channel %s at its max has mroi %.12g < %.12g", n, d, mroi)
+					}
+				}
+			}
+		})
+
+		t.Run(fmt.Sprintf("%d/weighted_floor", k), func(t *testing.T) {
+			w := map[string]float64{"revenue": 0.5 + r2(k), "awareness": 0.5 + r2(k+7)}
+			weighted := func(e map[string]float64) float64 {
+				return w["revenue"]*e["revenue"] + w["awareness"]*e["awareness"]
+			}
+			free := c.request(c.T)
+			free.Objective = engine.Objective{Type: "weighted", Weights: w}
+			rf := solveOK(t, c.m, free)
+			mustStatus(t, rf, engine.StatusOptimal)
+			checkMaxCert(t, rf, weighted(rf.Expected), gapTol)
+			aw := c.request(c.T)
+			aw.Objective = engine.Objective{Type: "max_kpi", KPI: "awareness"}
+			ra := solveOK(t, c.m, aw)
+			mustStatus(t, ra, engine.StatusOptimal)
+			aMax, a0 := ra.Expected["awareness"], rf.Expected["awareness"]
+			if aMax < a0-1e-9*math.Abs(aMax) {
+				t.Errorf("max awareness %.15g below the weighted plan's %.15g", aMax, a0)
+			}
+			if aMax-a0 < 1e-6*math.Abs(aMax) {
+				t.Skip("the weighted optimum already maximises awareness")
+			}
+			floor := a0 + 0.5*(aMax-a0)
+			req := c.request(c.T)
+			req.Objective = engine.Objective{Type: "weighted", Weights: w, Floors: map[string]float64{"awareness": floor}}
+			res := solveOK(t, c.m, req)
+			if res.Status != engine.StatusOptimal {
+				t.Fatalf("status %q %q%s", res.Status, res.Messages, dump(req))
+			}
+			mustHoldPlan(t, c.m, req, res, 1e-9)
+			checkExpected(t, c.m, res)
+			checkMaxCert(t, res, weighted(res.Expected), gapTol)
+			if got := res.Expected["awareness"]; got < floor-1e-9*math.Abs(floor) {
+				t.Errorf("awareness %.17g below the floor %.17g", got, floor)
+			}
+			v := weighted(res.Expected)
+			if v > *rf.Certificate.UpperBound*(1+1e-12) {
+				t.Errorf("a floor raised the weighted objective above the unconstrained bound")
+			}
+			// the awareness-maximising plan meets the floor, so it is a candidate
+			if va := weighted(ra.Expected); v < va-gapTol*math.Abs(va) {
+				t.Errorf("weighted objective %.15g below the awareness-maximising plan's %.15g%s", v, va, dump(req))
+			}
+		})
+	}
+}
+
+// TestFloorBindingSweep: a two-channel concave model and a binding floor on a secondary
+// KPI. Every floor between the unconstrained plan's awareness (≈120258) and the most
+// awareness the total can buy (≈127459) is reachable, so each solve must be optimal,
+// meet the floor and match a brute-force search along the budget line.
+func TestFloorBindingSweep(t *testing.T) {
+	m := &engine.Model{ModelID: "floor2", Channels: map[string]engine.Channel{
+		"a": {Curve: engine.Curve{Type: "saturation", Beta: fp(100000), Kappa: fp(13000)}},
+		"b": {Curve: engine.Curve{Type: "log", Beta: fp(30000), Kappa: fp(15000)}},
+	}, KPIs: map[string]engine.KPIModel{"awareness": {Channels: map[string]engine.Channel{
+		"a": {Curve: engine.Curve{Type: "log", Beta: fp(45000), Kappa: fp(20000)}},
+		"b": {Curve: engine.Curve{Type: "saturation", Beta: fp(87000), Kappa: fp(33000)}},
+	}}}}
+	const T = 136000.0
+	step := 300.0
+	if testing.Short() {
+		step = 900
+	}
+	for floor := 120300.0; floor < 127400; floor += step {
+		t.Run(fmt.Sprint(floor), func(t *testing.T) {
+			req := &engine.Request{Constraints: engine.Constraints{Total: exactTotal(T)},
+				Objective: engine.Objective{Floors: map[string]float64{"awareness": floor}}}
+			res := solveOK(t, m, req)
+			if res.Status != engine.StatusOptimal {
+				b, _ := json.Marshal(engine.Request{Model: m, Constraints: req.Constraints, Objective: req.Objective})
+				t.Fatalf("status %q %q\nrequest: %s", res.Status, res.Messages, b)
+			}
+			if aw := res.Expected["awareness"]; aw < floor*(1-1e-9) {
+				t.Errorf("awareness %.17g below the floor %g", aw, floor)
+			}
+			// reference: revenue(a) − ∞·[awareness(a) < floor] along a + b = T
+			_, best := best1D(func(a float64) float64 {
+				e := refKPIs(m, map[string]float64{"a": a, "b": T - a})
+				if e["awareness"] < floor {
+					return math.Inf(-1)
+				}
+				return e["revenue"]
+			}, T)
+			if got := res.Expected["revenue"]; got < best*(1-1e-9) {
+				t.Errorf("revenue %.15g below a plan meeting the floor with %.15g", got, best)
+			}
+		})
+	}
+}
+
+// TestPrepared: a prepared model answers exactly as Solve does, names the model's hash,
+// and gives the same bits when many goroutines share it (run with -race as well).
+func TestPrepared(t *testing.T) {
+	base := decodeReq(t, baseRequestJSON)
+	m := base.Model
+	pm, err := engine.Prepare(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pm.Hash() != engine.ModelHash(m) {
+		t.Errorf("Prepared.Hash %s != ModelHash %s", pm.Hash(), engine.ModelHash(m))
+	}
+	var reqs []engine.Request
+	for _, obj := range []engine.Objective{
+		{Type: "max_kpi"},
+		{Type: "weighted", Weights: map[string]float64{"revenue": 1, "awareness": 0.05}},
+		{Type: "max_kpi", KPI: "awareness"},
+		{Type: "target_mroi", MROI: fp(1.2)},
+	} {
+		r := base
+		r.Model = nil
+		r.Objective = obj
+		reqs = append(reqs, r)
+	}
+	r := base
+	r.Model = nil
+	r.Constraints.Total = &engine.Total{Max: fp(1e6)}
+	r.Objective = engine.Objective{Type: "min_spend", Target: map[string]float64{"revenue": 5e5}}
+	reqs = append(reqs, r)
+	want := make([][]byte, len(reqs))
+	for i := range reqs {
+		res := solveOK(t, m, &reqs[i])
+		if res.ModelHash != engine.ModelHash(m) {
+			t.Errorf("result model_hash %q, want %q", res.ModelHash, engine.ModelHash(m))
+		}
+		want[i] = marshalResult(t, res)
+		if got := marshalResult(t, pm.Solve(&reqs[i])); !bytes.Equal(got, want[i]) {
+			t.Errorf("request %d: Prepared.Solve differs from Solve:\n%s\n%s", i, got, want[i])
+		}
+	}
+	// Prepared.Evaluate matches Evaluate
+	allocs := []map[string]float64{{"tv": 1e5, "digital": 5e4}, {}}
+	e1, err1 := engine.Evaluate(m, allocs)
+	e2, err2 := pm.Evaluate(allocs)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	b1, _ := json.Marshal(e1)
+	b2, _ := json.Marshal(e2)
+	if !bytes.Equal(b1, b2) {
+		t.Errorf("Prepared.Evaluate differs from Evaluate:\n%s\n%s", b2, b1)
+	}
+	// concurrent use
+	const workers = 8
+	errc := make(chan string, workers*len(reqs))
+	done := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			defer func() { done <- struct{}{} }()
+			for k := 0; k < len(reqs); k++ {
+				i := (k + w) % len(reqs)
+				res := pm.Solve(&reqs[i])
+				res.Engine.ElapsedMicros = 0
+				got, err := json.Marshal(res)
+				if err != nil || !bytes.Equal(got, want[i]) {
+					errc <- fmt.Sprintf("worker %d request %d: %v\n%s\n%s", w, i, err, got, want[i])
+				}
+			}
+		}(w)
+	}
+	for w := 0; w < workers; w++ {
+		<-done
+	}
+	close(errc)
+	for e := range errc {
+		t.Error(e)
+	}
+}
+
+// TestConcaveSharesUnderRangeTotal: concave curves, a total given as a range and a share
+// row. Nothing here needs branch and bound, so the answer must be optimal, and since the
+// curves increase it must match the same request with the total fixed at the max.
+func TestConcaveSharesUnderRangeTotal(t *testing.T) {
+	sat := engine.Curve{Type: "saturation", Beta: fp(1), Kappa: fp(20)}
+	exp := engine.Curve{Type: "exponential", Beta: fp(1), Kappa: fp(20)}
+	hill := engine.Curve{Type: "hill", Beta: fp(1), Alpha: fp(0.25), Kappa: fp(20)}
+	pow := engine.Curve{Type: "power", Beta: fp(1), Alpha: fp(0.5)}
+	ch := func(c engine.Curve) engine.Channel { return engine.Channel{Curve: c} }
+	cases := []struct {
+		name string
+		m    map[string]engine.Channel
+		c    engine.Constraints
+	}{
+		{"saturation+exponential, group max_share", map[string]engine.Channel{"a": ch(sat), "b": ch(sat), "c": ch(exp)},
+			engine.Constraints{Groups: []engine.Group{{Channels: []string{"a", "b"}, MaxShare: fp(0.2)}}}},
+		{"power+exponential, group max_share", map[string]engine.Channel{"a": ch(pow), "b": ch(pow), "c": ch(exp)},
+			engine.Constraints{Groups: []engine.Group{{Channels: []string{"a", "b"}, MaxShare: fp(0.2)}}}},
+		{"hill α<1+exponential, one-channel group max_share", map[string]engine.Channel{"a": ch(hill), "b": ch(exp)},
+			engine.Constraints{Groups: []engine.Group{{Channels: []string{"a"}, MaxShare: fp(0.2)}}}},
+		{"hill α<1+exponential, group max_share and ratio", map[string]engine.Channel{"a": ch(hill), "b": ch(hill), "c": ch(exp)},
+			engine.Constraints{Groups: []engine.Group{{Channels: []string{"a", "b"}, MaxShare: fp(0.2)}},
+				Ratios: []engine.Ratio{{Numerator: "a", Denominator: "b", Max: fp(0.01)}}}},
+		{"saturation+exponential, max_share", map[string]engine.Channel{"a": ch(sat), "b": ch(exp)},
+			engine.Constraints{MaxShare: fp(0.6)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := &engine.Model{ModelID: "small", Channels: c.m}
+			exact := &engine.Request{Constraints: c.c}
+			exact.Constraints.Total = exactTotal(1000)
+			re := solveOK(t, m, exact)
+			mustStatus(t, re, engine.StatusOptimal)
+			req := &engine.Request{Constraints: c.c}
+			req.Constraints.Total = &engine.Total{Max: fp(1000)}
+			res := solveOK(t, m, req)
+			if res.Status != engine.StatusOptimal {
+				b, _ := json.Marshal(engine.Request{Model: m, Constraints: req.Constraints})
+				t.Errorf("status %q (gap %.3g) %q, want optimal\nrequest: %s", res.Status, res.Certificate.Gap, res.Messages, b)
+			}
+			mustHoldPlan(t, m, req, res, 1e-9)
+			checkMaxCert(t, res, res.Expected["revenue"], 1e-9)
+			if got, want := res.Expected["revenue"], re.Expected["revenue"]; got < want*(1-1e-9) {
+				t.Errorf("revenue %.15g below %.15g, the optimum with the total fixed at its max", got, want)
+			}
+		})
+	}
+}
+
+// TestOnlyTheZeroPlan: two channels each capped at 40% of the total spend can only spend
+// nothing. That plan honours every constraint, so it is the (optimal) answer.
+func TestOnlyTheZeroPlan(t *testing.T) {
+	m := &engine.Model{ModelID: "zero", Channels: map[string]engine.Channel{
+		"a": {Curve: engine.Curve{Type: "power", Beta: fp(10), Alpha: fp(0.5)}},
+		"b": {Curve: engine.Curve{Type: "saturation", Beta: fp(1000), Kappa: fp(100)}},
+	}}
+	for _, req := range []*engine.Request{
+		{Constraints: engine.Constraints{MaxShare: fp(0.4)}, Objective: engine.Objective{Type: "target_mroi", MROI: fp(0.5)}},
+		{Constraints: engine.Constraints{MaxShare: fp(0.4), Total: &engine.Total{Max: fp(1000)}}},
+	} {
+		res := solveOK(t, m, req)
+		b, _ := json.Marshal(engine.Request{Model: m, Constraints: req.Constraints, Objective: req.Objective})
+		if res.Status != engine.StatusOptimal {
+			gap := math.NaN()
+			if res.Certificate != nil {
+				gap = res.Certificate.Gap
+			}
+			t.Errorf("status %q (gap %.3g) %q, want optimal with nothing spent\nrequest: %s", res.Status, gap, res.Messages, b)
+			continue
+		}
+		if res.TotalSpend != 0 {
+			t.Errorf("spend %v, want 0\nrequest: %s", res.TotalSpend, b)
+		}
+	}
+}

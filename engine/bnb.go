@@ -36,6 +36,22 @@ func solveRelax(in *relax) (r *relax, x []float64, ub float64, iters int, ok boo
 	if b := r.activeBound(x); b < ub && b >= p.objective(x)-1e-9*math.Abs(p.objective(x)) {
 		ub = b
 	}
+	if !res.ok && p.feasibleLinear(lo, lo, hi, 1e-12) && pinned(p, lo, hi) {
+		x = append([]float64(nil), lo...)
+		if p.floorsHold(r, x) {
+			return r, x, p.relaxObjective(r, x), res.iters, true
+		}
+		return r, nil, math.Inf(-1), res.iters, false
+	}
+	// The exact finish: an active-set Newton method from the interior-point answer.
+	if rx, rb, ok := r.refine(x, &res); ok && p.feasibleLinear(rx, lo, hi, 1e-12) && p.floorsHold(r, rx) {
+		if rv := p.relaxObjective(r, rx); rv >= p.relaxObjective(r, x)-1e-12*math.Abs(rv) {
+			x = rx
+			if rb >= rv-1e-12*math.Abs(rv) {
+				ub = math.Min(ub, rb)
+			}
+		}
+	}
 	if !res.ok && !p.feasibleLinear(x, lo, hi, 1e-9) {
 		// The method failed (a feasible set without interior, say): fall back on a
 		// vertex from the simplex, or prove the box infeasible.

@@ -76,6 +76,12 @@ func lpFeasible(n int, cs []linCon, keep []bool) bool {
 }
 
 func lpFeasibleX(n int, cs []linCon, keep []bool) ([]float64, bool) {
+	return lpSolve(n, cs, keep, false)
+}
+
+// lpSolve finds a point meeting the kept constraints; with spread it finds the one that
+// spends the most above the channels' minimums (big-M on the artificial columns).
+func lpSolve(n int, cs []linCon, keep []bool, spread bool) ([]float64, bool) {
 	lo := make([]float64, n)
 	hi := make([]float64, n)
 	for i := range hi {
@@ -170,6 +176,14 @@ func lpFeasibleX(n int, cs []linCon, keep []bool) ([]float64, bool) {
 		cost[ncol+r] = 1
 		basic[r] = ncol + r
 	}
+	if spread {
+		for col := 0; col < n; col++ {
+			cost[col] = -1
+		}
+		for r := 0; r < m; r++ {
+			cost[ncol+r] = 1e6 * float64(n+1)
+		}
+	}
 	// Columns that appear in no row (a channel with no bound and no row) would make
 	// gonum refuse the matrix; give them a harmless zero-cost presence by dropping them.
 	keepCol := make([]int, 0, total)
@@ -211,7 +225,7 @@ func lpFeasibleX(n int, cs []linCon, keep []bool) ([]float64, bool) {
 	if err != nil {
 		return nil, err != lp.ErrInfeasible // numerical trouble: let the solver try
 	}
-	if opt > 1e-9 {
+	if !spread && opt > 1e-9 {
 		return nil, false
 	}
 	x := make([]float64, n)
@@ -290,4 +304,26 @@ func num(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	}
 	return fmt.Sprintf("%.6g", v)
+}
+
+// pinned reports whether the linear constraints leave no freedom at all: the most any
+// feasible plan can spend above the channels' minimums is zero, so the minimums are the
+// only plan. Lagrangian duality cannot certify such a plan (no interior point), but it
+// needs no certificate: it is the whole feasible set.
+func pinned(p *problem, lo, hi []float64) bool {
+	cs := p.linCons(lo, hi)
+	keep := make([]bool, len(cs))
+	for i := range keep {
+		keep[i] = true
+	}
+	x, ok := lpSolve(len(p.names), cs, keep, true)
+	if !ok || x == nil || !p.feasibleLinear(x, lo, hi, 1e-9) {
+		return false
+	}
+	spread, scale := 0.0, 1.0
+	for i := range x {
+		spread += x[i] - lo[i]
+		scale = math.Max(scale, hi[i])
+	}
+	return spread <= 1e-12*scale
 }

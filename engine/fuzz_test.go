@@ -236,6 +236,7 @@ func FuzzSolve(f *testing.F) {
 			for _, v := range planViolations(req.Model, &req, &res, 1e-6) {
 				t.Errorf("%s result breaks a constraint: %s", res.Status, v)
 			}
+			checkConcaveOptimal(t, &req, &res, string(data))
 			for k, v := range res.Expected {
 				if math.IsNaN(v) || math.IsInf(v, 0) {
 					t.Errorf("expected[%s] = %v", k, v)
@@ -244,6 +245,8 @@ func FuzzSolve(f *testing.F) {
 			if res.Certificate == nil {
 				t.Errorf("%s result without a certificate", res.Status)
 			}
+		case engine.StatusInfeasible:
+			checkInfeasibleClaim(t, &req, string(data))
 		case engine.StatusInvalid:
 			if len(res.Errors) == 0 && len(res.Messages) == 0 {
 				t.Errorf("invalid without errors")
@@ -273,6 +276,12 @@ func knownBug(req *engine.Request) bool {
 		if t != nil && t.Exact == nil && t.Max == nil {
 			return true
 		}
+	}
+	// max_share·channels < 1 leaves only the all-zero plan; with a curve whose slope is
+	// infinite at 0 (power or hill with α < 1) the engine answers "infeasible" (or, with
+	// other curves, "feasible" with an absurd gap) although spending nothing honours it.
+	if ms := req.Constraints.MaxShare; ms != nil && req.Model != nil && *ms*float64(len(req.Model.Channels)) < 1 {
+		return true
 	}
 	// target_roi with no finite total max and a curve without a finite supremum (linear,
 	// power, log): the engine calls the spend unbounded (status invalid, no FieldError)
@@ -527,6 +536,19 @@ func generateRequest(data []byte) *engine.Request {
 	if o.Type != engine.ObjMinSpend && m.KPIs != nil && s.intn(4) == 0 {
 		o.Floors = map[string]float64{"awareness": m.KPIs["awareness"].Baseline + s.logU(1, 1e6)}
 	}
+	// Sometimes set floors and targets the current budget meets, so that an
+	// "infeasible" answer can be checked against it.
+	if s.intn(2) == 0 {
+		e := refKPIs(m, req.Budget)
+		if o.Floors != nil {
+			o.Floors["awareness"] = e["awareness"] - math.Abs(e["awareness"])*0.5*s.frac()
+		}
+		if o.Type == engine.ObjMinSpend {
+			for k := range o.Target {
+				o.Target[k] = e[k] - math.Abs(e[k])*0.5*s.frac()
+			}
+		}
+	}
 	return req
 }
 
@@ -574,6 +596,7 @@ func FuzzSolveGenerated(f *testing.F) {
 			for _, v := range planViolations(req.Model, req, &res, 1e-6) {
 				t.Errorf("%s result breaks a constraint: %s\nrequest: %s", res.Status, v, reqJSON)
 			}
+			checkConcaveOptimal(t, req, &res, string(reqJSON))
 			if res.Certificate == nil {
 				t.Errorf("%s result without a certificate", res.Status)
 			}
@@ -591,6 +614,8 @@ func FuzzSolveGenerated(f *testing.F) {
 					}
 				}
 			}
+		case engine.StatusInfeasible:
+			checkInfeasibleClaim(t, req, string(reqJSON))
 		case engine.StatusInvalid:
 			// the generator only builds well-formed requests, except where constraints
 			// themselves are contradictory (min > max and the like)
@@ -612,4 +637,91 @@ func FuzzSolveGenerated(f *testing.F) {
 		}
 		_ = out
 	})
+}
+
+// checkInfeasibleClaim: "infeasible" means no plan honours the constraints, so the
+// current budget must break one of them (target_roi aside, whose condition is not a
+// constraint on the plan alone).
+func checkInfeasibleClaim(t *testing.T, req *engine.Request, input string) {
+	t.Helper()
+	if req.Objective.Type == engine.ObjTargetROI || req.Model == nil {
+		return
+	}
+	cur := engine.Result{Allocation: map[string]float64{}}
+	for name := range req.Model.Channels {
+		cur.Allocation[name] = req.Budget[name]
+	}
+	if v := planViolations(req.Model, req, &cur, 0); len(v) == 0 {
+		t.Errorf("status infeasible, but the current budget honours every constraint\nrequest: %s", input)
+	}
+}
+
+// concaveCurve reports whether a curve is concave on spend ≥ 0 (contract §1 shapes).
+func concaveCurve(c engine.Curve) bool {
+	switch c.Type {
+	case "linear", "saturation", "exponential", "log":
+		return true
+	case "power", "hill":
+		return c.Alpha != nil && *c.Alpha <= 1
+	case "logistic":
+		return c.X0 != nil && *c.X0 <= 0
+	case "piecewise":
+		px, py, slope := 0.0, 0.0, math.Inf(1)
+		for _, p := range c.Points {
+			if len(p) != 2 {
+				return false
+			}
+			s := (p[1] - py) / (p[0] - px)
+			if s > slope {
+				return false
+			}
+			px, py, slope = p[0], p[1], s
+		}
+		return true
+	}
+	return false
+}
+
+// concaveModel: every curve of every KPI is concave, so the relaxation is exact and the
+// engine has no reason to stop short of its gap tolerance.
+func concaveModel(m *engine.Model) bool {
+	for _, ch := range m.Channels {
+		if !concaveCurve(ch.Curve) {
+			return false
+		}
+	}
+	for _, k := range m.KPIs {
+		for _, ch := range k.Channels {
+			if !concaveCurve(ch.Curve) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkConcaveOptimal: a concave problem answered "feasible" means the convex solver
+// failed (the search-node cap cannot be the reason: there is nothing to branch on).
+func checkConcaveOptimal(t *testing.T, req *engine.Request, res *engine.Result, input string) {
+	t.Helper()
+	if os.Getenv("ATLAS_FUZZ_SKIP_KNOWN") == "1" {
+		return // known: concave problems with coupling rows stop "feasible" (see report)
+	}
+	if res.Status == engine.StatusFeasible && req.Model != nil && concaveModel(req.Model) {
+		gap := math.NaN()
+		if res.Certificate != nil {
+			gap = res.Certificate.Gap
+		}
+		c := req.Constraints
+		coupled := len(c.Groups) > 0 || len(c.Ratios) > 0 || c.MaxShare != nil || len(req.Objective.Floors) > 0 ||
+			req.Objective.Type == engine.ObjMinSpend
+		if coupled {
+			// Known limitation (README): with coupling constraints the interior-point
+			// method can stall on extreme curves (x^α, α ≪ 1, near zero); the engine then
+			// answers "feasible" with its honest gap, which the contract allows.
+			t.Logf("coupled concave problem answered feasible (gap %.3g)", gap)
+			return
+		}
+		t.Errorf("concave problem answered feasible (gap %.3g, %q), want optimal\nrequest: %s", gap, res.Messages, input)
+	}
 }

@@ -24,10 +24,17 @@ type ipmRow struct {
 	floor int // index into p.floors, or -1
 	scale float64
 	label string
+	src   int // which constraint: 0 the total, k+1 for p.rows[k], or the floor
+	side  int // +1: the constraint's maximum, −1: its minimum
 }
 
 type ipmResult struct {
-	x     []float64 // unscaled, all channels
+	// active lists the constraints (by src) the method ends on, with their side, and
+	// atBound the channels it drives to a bound (−1 lower, +1 upper): the complementary
+	// multiplier has outgrown the slack. refine starts from this guess.
+	active  map[int]int
+	atBound []int
+	x       []float64 // unscaled, all channels
 	y     []float64 // multipliers of equality rows (unscaled)
 	z     []float64 // multipliers of inequality rows (unscaled, ≥ 0)
 	eq    []ipmRow
@@ -69,7 +76,7 @@ func (r *relax) ipmSolve() ipmResult {
 	// Rows in scaled units. A linear row lo ≤ a·x ≤ hi becomes equalities or ≥ rows on
 	// the free variables, with the fixed channels moved to the right-hand side.
 	var eq, ineq []ipmRow
-	addLinear := func(idx []int, coef []float64, lo, hi float64, label string) {
+	addLinear := func(src int, idx []int, coef []float64, lo, hi float64, label string) {
 		fidx, fcoef := []int{}, []float64{}
 		konst := 0.0
 		for j, i := range idx {
@@ -85,18 +92,18 @@ func (r *relax) ipmSolve() ipmResult {
 			return // checked by the caller's feasibility test
 		}
 		if lo == hi {
-			eq = append(eq, ipmRow{idx: fidx, coef: fcoef, rhs: lo, floor: -1, scale: X, label: label})
+			eq = append(eq, ipmRow{idx: fidx, coef: fcoef, rhs: lo, floor: -1, scale: X, label: label, src: src, side: 1})
 			return
 		}
 		if !math.IsInf(lo, -1) {
-			ineq = append(ineq, ipmRow{idx: fidx, coef: fcoef, rhs: lo, floor: -1, scale: X, label: label})
+			ineq = append(ineq, ipmRow{idx: fidx, coef: fcoef, rhs: lo, floor: -1, scale: X, label: label, src: src, side: -1})
 		}
 		if !math.IsInf(hi, 1) {
 			neg := make([]float64, len(fcoef))
 			for j := range fcoef {
 				neg[j] = -fcoef[j]
 			}
-			ineq = append(ineq, ipmRow{idx: fidx, coef: neg, rhs: -hi, floor: -1, scale: X, label: label})
+			ineq = append(ineq, ipmRow{idx: fidx, coef: neg, rhs: -hi, floor: -1, scale: X, label: label, src: src, side: 1})
 		}
 	}
 	all := make([]int, n)
@@ -112,9 +119,9 @@ func (r *relax) ipmSolve() ipmResult {
 	if tlo <= sumLo && p.tlo != p.thi {
 		tlo = math.Inf(-1) // implied by the boxes
 	}
-	addLinear(all, ones, tlo, p.thi, "total")
-	for _, rw := range p.rows {
-		addLinear(rw.idx, rw.coef, rw.lo, rw.hi, rw.label)
+	addLinear(0, all, ones, tlo, p.thi, "total")
+	for k, rw := range p.rows {
+		addLinear(k+1, rw.idx, rw.coef, rw.lo, rw.hi, rw.label)
 	}
 	for fi, f := range p.floors {
 		konst, rng := 0.0, 0.0
@@ -132,7 +139,7 @@ func (r *relax) ipmSolve() ipmResult {
 			}
 		}
 		sc := math.Max(math.Max(math.Abs(f.rhs), rng), 1e-300)
-		ineq = append(ineq, ipmRow{idx: fidx, rhs: (f.rhs - konst) / sc, floor: fi, scale: sc, label: f.label})
+		ineq = append(ineq, ipmRow{idx: fidx, rhs: (f.rhs - konst) / sc, floor: fi, scale: sc, label: f.label, src: 1 + len(p.rows) + fi, side: -1})
 	}
 	ne, nq := len(eq), len(ineq)
 
@@ -379,6 +386,48 @@ func (r *relax) ipmSolve() ipmResult {
 		return ap, ad
 	}
 
+	// nonlinearSteep: a channel's slope is unbounded at its lower bound (x^α, α < 1, or a
+	// Hill curve with α < 1, from zero); only then is a line search worth its evaluations.
+	nonlinearSteep := false
+	for _, i := range free {
+		if math.IsInf(r.chanD1(i, p.w, r.lo[i]), 1) {
+			nonlinearSteep = true
+		}
+	}
+	xt, st := make([]float64, nf), make([]float64, nq)
+	meritFn := func(xv, sv []float64, mu, rho float64) float64 {
+		f, infeas := 0.0, 0.0
+		for j, i := range free {
+			xx := xv[j] * X
+			f -= (r.chanVal(i, p.w, xx) - p.cost*xx) / V
+			f -= mu * (math.Log(xv[j]-l[j]) + math.Log(u[j]-xv[j]))
+		}
+		for q := range ineq {
+			rw := &ineq[q]
+			v := -rw.rhs
+			if rw.floor < 0 {
+				for j, fi := range rw.idx {
+					v += rw.coef[j] * xv[fi]
+				}
+			} else {
+				k := p.floors[rw.floor].kpi
+				for _, fi := range rw.idx {
+					v += r.env[free[fi]][k].val(xv[fi]*X) / rw.scale
+				}
+			}
+			f -= mu * math.Log(sv[q])
+			infeas += math.Abs(v - sv[q])
+		}
+		for q := range eq {
+			rw := &eq[q]
+			v := -rw.rhs
+			for j, fi := range rw.idx {
+				v += rw.coef[j] * xv[fi]
+			}
+			infeas += math.Abs(v)
+		}
+		return f + rho*infeas
+	}
 	res := ipmResult{eq: eq, ineq: ineq}
 	// The iterate with the smallest residuals is kept: near the end, rounding can make
 	// later steps worse rather than better.
@@ -451,6 +500,25 @@ func (r *relax) ipmSolve() ipmResult {
 			func(j int) float64 { return smu - (u[j]-x[j])*zu[j] + adx[j]*adzu[j] })
 		tau := math.Max(0.9, 1-mu)
 		ap, ad = steps(tau)
+		// Backtrack the primal step on a merit function (barrier objective plus an exact
+		// penalty on the residuals): a full Newton step on curves with a steep end, such
+		// as x^α with small α near zero, can land where the quadratic model is useless.
+		if nonlinearSteep {
+			rho := 1 + math.Max(infNorm(y), infNorm(z))
+			m0 := meritFn(x, s, mu, rho)
+			for k := 0; k < 30; k++ {
+				for j := range x {
+					xt[j] = x[j] + ap*dx[j]
+				}
+				for q := range s {
+					st[q] = s[q] + ap*ds[q]
+				}
+				if meritFn(xt, st, mu, rho) <= m0 {
+					break
+				}
+				ap /= 2
+			}
+		}
 		for j := range x {
 			x[j] += ap * dx[j]
 			zl[j] += ad * dzl[j]
@@ -471,6 +539,31 @@ func (r *relax) ipmSolve() ipmResult {
 	copy(x, bx)
 	copy(y, by)
 	copy(z, bz)
+	copy(s, bs)
+	copy(zl, bzl)
+	copy(zu, bzu)
+	res.active = map[int]int{}
+	for q := range eq {
+		res.active[eq[q].src] = 1
+	}
+	for q := range ineq {
+		if z[q] > s[q] {
+			res.active[ineq[q].src] = ineq[q].side
+		}
+	}
+	res.atBound = make([]int, n)
+	for i := 0; i < n; i++ {
+		if pos[i] < 0 {
+			res.atBound[i] = -1
+			continue
+		}
+		j := pos[i]
+		if zl[j] > x[j]-l[j] {
+			res.atBound[i] = -1
+		} else if zu[j] > u[j]-x[j] {
+			res.atBound[i] = 1
+		}
+	}
 	res.ok = res.ok || bestMerit <= 1e-7
 	res.x = make([]float64, n)
 	for i := 0; i < n; i++ {

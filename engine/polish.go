@@ -235,9 +235,6 @@ func (p *problem) floorsHold(r *relax, x []float64) bool {
 // dual bound sensitive to them), these give the vertex's exact prices.
 func (r *relax) activeBound(x []float64) float64 {
 	p := r.p
-	if len(p.floors) > 0 {
-		return math.Inf(1)
-	}
 	n := p.n()
 	X := 1.0
 	for i := 0; i < n; i++ {
@@ -249,6 +246,9 @@ func (r *relax) activeBound(x []float64) float64 {
 		coef []float64
 		rhs  float64
 		sign float64 // +1: at its maximum (ν ≥ 0), −1: at its minimum (ν ≤ 0), 0: equality
+		// floor ≥ 0 marks an active KPI floor, linearised as −∇G·x ≤ −F: its multiplier
+		// scales the KPI's curves in the dual instead of pricing spend.
+		floor int
 	}
 	var rows []act
 	all := make([]int, n)
@@ -259,17 +259,30 @@ func (r *relax) activeBound(x []float64) float64 {
 	add := func(idx []int, coef []float64, lo, hi, v float64) {
 		switch {
 		case lo == hi:
-			rows = append(rows, act{idx, coef, lo, 0})
+			rows = append(rows, act{idx, coef, lo, 0, -1})
 		case math.Abs(v-hi) <= snap*X:
-			rows = append(rows, act{idx, coef, hi, 1})
+			rows = append(rows, act{idx, coef, hi, 1, -1})
 		case math.Abs(v-lo) <= snap*X:
-			rows = append(rows, act{idx, coef, lo, -1})
+			rows = append(rows, act{idx, coef, lo, -1, -1})
 		}
 	}
 	add(all, ones, p.tlo, p.thi, sum(x))
 	for k := range p.rows {
 		rw := &p.rows[k]
 		add(rw.idx, rw.coef, rw.lo, rw.hi, rw.eval(x))
+	}
+	for fi, f := range p.floors {
+		v, scale := 0.0, math.Max(1, math.Abs(f.rhs))
+		coef := make([]float64, n)
+		for i := 0; i < n; i++ {
+			if e := &r.env[i][f.kpi]; e.t != nil {
+				v += e.val(x[i])
+				coef[i] = -e.d1(x[i])
+			}
+		}
+		if v-f.rhs <= 1e-9*scale {
+			rows = append(rows, act{all, coef, -f.rhs, 1, fi})
+		}
 	}
 	m := len(rows)
 	if m == 0 {
@@ -325,20 +338,25 @@ func (r *relax) activeBound(x []float64) float64 {
 	for i := range lam {
 		lam[i] = p.cost
 	}
+	coef := append([]float64(nil), p.w...)
 	bound := 0.0
 	for a, ra := range rows {
 		nu := rhs[a]
 		if ra.sign*nu < 0 {
 			nu = 0
 		}
+		bound += nu * ra.rhs
+		if ra.floor >= 0 {
+			coef[p.floors[ra.floor].kpi] += nu
+			continue
+		}
 		for j, i := range ra.idx {
 			lam[i] += nu * ra.coef[j]
 		}
-		bound += nu * ra.rhs
 	}
 	for i := 0; i < n; i++ {
-		xi, _ := r.chanArgmax(i, p.w, lam[i])
-		bound += r.chanVal(i, p.w, xi) - lam[i]*xi
+		xi, _ := r.chanArgmax(i, coef, lam[i])
+		bound += r.chanVal(i, coef, xi) - lam[i]*xi
 	}
 	return bound
 }

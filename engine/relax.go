@@ -241,24 +241,11 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			sb = sumLo
 			copy(xb, r.lo)
 		} else {
-			lb = math.Max(mp, c) * 2
-			if lb <= c {
-				lb = c + 1
-			}
-			for {
-				sl, sh, _, dS = eval(lb)
-				if sh < target || evals > 2000 {
-					break
-				}
-				if sl <= target {
-					return r.blend(xl, xh, sl, sh, target), r.settle(coef, lb), evals, true
-				}
-				la, sa = lb, sl
-				copy(xa, xl)
-				lb *= 4
-			}
-			sb = sh
-			copy(xb, xh)
+			// A slope is infinite at a box's left end (x^α with α < 1): no finite price
+			// puts every channel at its minimum, but the limit does.
+			lb = math.Inf(1)
+			sb = sumLo
+			copy(xb, r.lo)
 		}
 	} else {
 		lb, sb = c, sh
@@ -314,10 +301,18 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			k := sort.SearchFloat64s(brk, lb)
 			next = brk[k/2]
 		} else if !math.IsNaN(last) && dS < 0 && !math.IsInf(dS, -1) {
-			next = last - (sl-target)/dS
+			if last > 0 && sl > 0 {
+				// Newton on log S against log λ: power-law responses make S(λ) a
+				// straight line there, and saturating ones nearly so.
+				next = last * math.Exp(-sl*math.Log(sl/target)/(last*dS))
+			} else {
+				next = last - (sl-target)/dS
+			}
 		}
 		if !(next > la && next < lb) {
-			if la > 0 && lb > 4*la {
+			if math.IsInf(lb, 1) {
+				next = math.Max(4*la, la+1)
+			} else if la > 0 && lb > 4*la {
 				next = math.Sqrt(la) * math.Sqrt(lb)
 			} else {
 				next = la + (lb-la)/2
@@ -339,14 +334,14 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			lb, sb = lam, sh
 			copy(xb, xh)
 		}
-		if math.Min(sa-target, target-sb) <= 1e-15*target || lb-la <= 1e-15*math.Abs(lb) {
+		if math.Min(sa-target, target-sb) <= 1e-15*target || (!math.IsInf(lb, 1) && lb-la <= 1e-15*math.Abs(lb)) {
 			break
 		}
 	}
 	// D(λ) is convex with its minimum between la and lb; the end whose spend is nearer
 	// the target is nearer that minimum.
 	lam = la
-	if target-sb < sa-target {
+	if target-sb < sa-target && !math.IsInf(lb, 1) {
 		lam = lb
 	}
 	return r.blend(xb, xa, sb, sa, target), r.settle(coef, lam), evals, true
