@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/atlas-mmm/atlas/engine"
 )
@@ -1904,6 +1905,33 @@ func genCase(r *rand.Rand, sShape bool) randCase {
 	for i, name := range c.names {
 		c.budget[name] = c.lo[name] + (c.T-sumLo)*w[i]/ws
 	}
+	// move any excess over a channel's max onto channels with room
+	for it := 0; it < len(c.names); it++ {
+		excess, room := 0.0, 0.0
+		for _, name := range c.names {
+			if h, ok := c.hi[name]; ok && c.budget[name] > h {
+				excess += c.budget[name] - h
+				c.budget[name] = h
+			}
+		}
+		if excess == 0 {
+			break
+		}
+		for _, name := range c.names {
+			if h, ok := c.hi[name]; !ok {
+				room += excess // unbounded: room enough
+			} else {
+				room += h - c.budget[name]
+			}
+		}
+		for _, name := range c.names {
+			r := excess
+			if h, ok := c.hi[name]; ok {
+				r = h - c.budget[name]
+			}
+			c.budget[name] += excess * r / room
+		}
+	}
 	return c
 }
 
@@ -2896,5 +2924,37 @@ func TestOnlyTheZeroPlan(t *testing.T) {
 		if res.TotalSpend != 0 {
 			t.Errorf("spend %v, want 0\nrequest: %s", res.TotalSpend, b)
 		}
+	}
+}
+
+// TestNoHang: requests whose only feasible plan spends nothing once made Solve spin
+// forever inside the simplex of its feasibility check. Each must come back (within a
+// deadline of 5 s; they take milliseconds when they work) with a proper answer: spending
+// nothing honours every constraint.
+func TestNoHang(t *testing.T) {
+	hill := engine.Curve{Type: "hill", Beta: fp(1), Alpha: fp(0.9), Kappa: fp(1)}
+	m := &engine.Model{ModelID: "hang", Channels: map[string]engine.Channel{"a": {Curve: hill}, "b": {Curve: hill}}}
+	ms := 0.004687571526665141
+	cases := []struct {
+		name string
+		m    *engine.Model
+		req  engine.Request
+		want string
+	}{
+		{"max_kpi, range total", m, engine.Request{Constraints: engine.Constraints{Total: &engine.Total{Max: fp(1000)}, MaxShare: fp(0.05),
+			Groups: []engine.Group{{Channels: []string{"a"}, MinShare: fp(ms)}}}}, engine.StatusOptimal},
+		{"min_spend", m, engine.Request{Constraints: engine.Constraints{MaxShare: fp(0.05),
+			Groups: []engine.Group{{Channels: []string{"a"}, MinShare: fp(ms)}}},
+			Objective: engine.Objective{Type: "min_spend", Target: map[string]float64{"revenue": 0.05}}}, engine.StatusInfeasible},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b, _ := json.Marshal(engine.Request{Model: c.m, Constraints: c.req.Constraints, Objective: c.req.Objective})
+			res := solveWithin(t, c.m, &c.req, 5*time.Second, string(b))
+			checkResultShape(t, res)
+			if res.Status != c.want {
+				t.Errorf("status %q %q, want %s\nrequest: %s", res.Status, res.Messages, c.want, b)
+			}
+		})
 	}
 }

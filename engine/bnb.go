@@ -19,7 +19,9 @@ type outcome struct {
 // relaxSolve solves the relaxation on a box and returns a point feasible for the linear
 // constraints (and the relaxed floors), a proven upper bound, and the work done.
 func relaxSolve(p *problem, lo, hi []float64) (r *relax, x []float64, ub float64, iters int, ok bool) {
-	return solveRelax(newRelax(p, lo, hi))
+	r = newRelax(p, lo, hi)
+	r.root = true
+	return solveRelax(r)
 }
 
 // solveRelax solves a relaxation built by newRelax or relax.child.
@@ -36,13 +38,6 @@ func solveRelax(in *relax) (r *relax, x []float64, ub float64, iters int, ok boo
 	if b := r.activeBound(x); b < ub && b >= p.objective(x)-1e-9*math.Abs(p.objective(x)) {
 		ub = b
 	}
-	if !res.ok && p.feasibleLinear(lo, lo, hi, 1e-12) && pinned(p, lo, hi) {
-		x = append([]float64(nil), lo...)
-		if p.floorsHold(r, x) {
-			return r, x, p.relaxObjective(r, x), res.iters, true
-		}
-		return r, nil, math.Inf(-1), res.iters, false
-	}
 	// The exact finish: an active-set Newton method from the interior-point answer.
 	if rx, rb, ok := r.refine(x, &res); ok && p.feasibleLinear(rx, lo, hi, 1e-12) && p.floorsHold(r, rx) {
 		if rv := p.relaxObjective(r, rx); rv >= p.relaxObjective(r, x)-1e-12*math.Abs(rv) {
@@ -53,8 +48,13 @@ func solveRelax(in *relax) (r *relax, x []float64, ub float64, iters int, ok boo
 		}
 	}
 	if !res.ok && !p.feasibleLinear(x, lo, hi, 1e-9) {
-		// The method failed (a feasible set without interior, say): fall back on a
-		// vertex from the simplex, or prove the box infeasible.
+		if !r.root {
+			// Inside the search a failed node keeps its (valid) dual bound and no
+			// candidate; branching goes on without one.
+			return r, nil, ub, res.iters, true
+		}
+		// At the root, the method failed (a feasible set without interior, say): fall
+		// back on a vertex from the simplex, or prove the problem infeasible.
 		v, feasible := linearFeasiblePoint(p, lo, hi)
 		if !feasible {
 			return r, nil, math.Inf(-1), res.iters, false
@@ -164,7 +164,12 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 	prunedUB := math.Inf(-1)
 	branch := func(r *relax, x []float64, ub float64) bool {
 		lo, hi := r.lo, r.hi
-		j, at := p.branchChannel(r, x)
+		j, at := -1, 0.0
+		if x != nil {
+			j, at = p.branchChannel(r, x)
+		} else {
+			j, at = p.bridgeSplit(r)
+		}
 		if j < 0 {
 			return false
 		}
@@ -273,9 +278,33 @@ func (p *problem) branchChannel(r *relax, x []float64) (int, float64) {
 	}
 	if bestGap <= 1e-15*math.Abs(p.objective(x)) {
 		// Every envelope is tight at x, yet the node's bound is not closed: the
-		// interior-point method struggles where piecewise-linear curves have kinks.
-		// Splitting a box at a kink makes that channel smooth in both children.
-		return p.kinkSplit(r, x)
+		// interior-point method struggles where piecewise-linear curves have kinks, or
+		// it failed and x is only a feasible vertex. Splitting a box at a kink makes that
+		// channel smooth in both children; otherwise split the widest bridge in two, which
+		// tightens the relaxation wherever its optimum lies.
+		if j, at := p.kinkSplit(r, x); j >= 0 {
+			return j, at
+		}
+		return p.bridgeSplit(r)
+	}
+	return best, at
+}
+
+// bridgeSplit picks the channel whose envelope overestimates the most over its box (the
+// bridge's area above the curve, roughly (z−a)·slope) and splits at the bridge's middle.
+func (p *problem) bridgeSplit(r *relax) (int, float64) {
+	best, at, area := -1, 0.0, 0.0
+	for i := range r.env {
+		for k := range r.env[i] {
+			e := &r.env[i][k]
+			if e.t == nil || e.z <= e.a || (p.w[k] == 0 && len(p.floors) == 0) {
+				continue
+			}
+			mid := e.a + (e.z-e.a)/2
+			if g := e.gap(mid) * (e.z - e.a); g > area && mid > r.lo[i] && mid < r.hi[i] {
+				best, at, area = i, mid, g
+			}
+		}
 	}
 	return best, at
 }

@@ -306,24 +306,3 @@ func num(v float64) string {
 	return fmt.Sprintf("%.6g", v)
 }
 
-// pinned reports whether the linear constraints leave no freedom at all: the most any
-// feasible plan can spend above the channels' minimums is zero, so the minimums are the
-// only plan. Lagrangian duality cannot certify such a plan (no interior point), but it
-// needs no certificate: it is the whole feasible set.
-func pinned(p *problem, lo, hi []float64) bool {
-	cs := p.linCons(lo, hi)
-	keep := make([]bool, len(cs))
-	for i := range keep {
-		keep[i] = true
-	}
-	x, ok := lpSolve(len(p.names), cs, keep, true)
-	if !ok || x == nil || !p.feasibleLinear(x, lo, hi, 1e-9) {
-		return false
-	}
-	spread, scale := 0.0, 1.0
-	for i := range x {
-		spread += x[i] - lo[i]
-		scale = math.Max(scale, hi[i])
-	}
-	return spread <= 1e-12*scale
-}

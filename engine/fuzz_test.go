@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/atlas-mmm/atlas/engine"
 )
@@ -217,7 +218,7 @@ func FuzzSolve(f *testing.F) {
 		if knownBug(&req) {
 			t.Skip("known engine bug; see knownBug")
 		}
-		res := engine.Solve(nil, &req)
+		res := solveWithin(t, nil, &req, fuzzSolveDeadline, string(data))
 		for _, msg := range res.Messages {
 			if strings.Contains(msg, "internal error") {
 				t.Fatalf("engine panicked (recovered): %s", msg)
@@ -580,7 +581,7 @@ func FuzzSolveGenerated(f *testing.F) {
 		if err != nil {
 			t.Fatalf("generated request does not marshal: %v", err)
 		}
-		res := engine.Solve(nil, req)
+		res := solveWithin(t, nil, req, fuzzSolveDeadline, string(reqJSON))
 		for _, msg := range res.Messages {
 			if strings.Contains(msg, "internal error") {
 				t.Fatalf("engine panicked (recovered): %s\nrequest: %s", msg, reqJSON)
@@ -628,7 +629,7 @@ func FuzzSolveGenerated(f *testing.F) {
 		if err != nil {
 			t.Fatalf("generated request rejected by DecodeRequest: %v\n%s", err, reqJSON)
 		}
-		res2 := engine.Solve(nil, &req2)
+		res2 := solveWithin(t, nil, &req2, fuzzSolveDeadline, string(reqJSON))
 		res2.Engine.ElapsedMicros, res.Engine.ElapsedMicros = 0, 0
 		out1, _ := json.Marshal(res)
 		out2, _ := json.Marshal(res2)
@@ -723,5 +724,25 @@ func checkConcaveOptimal(t *testing.T, req *engine.Request, res *engine.Result, 
 			return
 		}
 		t.Errorf("concave problem answered feasible (gap %.3g, %q), want optimal\nrequest: %s", gap, res.Messages, input)
+	}
+}
+
+// fuzzSolveDeadline bounds one Solve in the fuzz targets. Real requests of this size take
+// milliseconds; a Solve that does not return is reported as a failure (naming the
+// request) instead of hanging the fuzzer or the test run.
+const fuzzSolveDeadline = 10 * time.Second
+
+// solveWithin runs Solve with a deadline. On timeout the test fails; the stuck goroutine
+// is abandoned (it keeps running until the test binary exits).
+func solveWithin(t testing.TB, m *engine.Model, req *engine.Request, d time.Duration, input string) engine.Result {
+	t.Helper()
+	done := make(chan engine.Result, 1)
+	go func() { done <- engine.Solve(m, req) }()
+	select {
+	case res := <-done:
+		return res
+	case <-time.After(d):
+		t.Fatalf("Solve did not return within %v (hang)\nrequest: %s", d, input)
+		return engine.Result{}
 	}
 }

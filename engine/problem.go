@@ -352,7 +352,15 @@ func compile(pm *Prepared, req *Request) (*problem, FieldErrors) {
 		}
 	}
 	if s, ok := fraction("constraints.max_share", c.MaxShare, false); ok {
+		// Every channel at most s of the total, n channels, s·n < 1: the shares cannot
+		// add up to the whole, so the only plan spends nothing. Said as bounds, it needs
+		// no solver (whose interior-point method has no interior to work in here).
+		zeroOnly := !exactTotal && s*float64(n) < 1
 		for i := range p.names {
+			if zeroOnly {
+				lowerHi(i, 0, "constraints.max_share")
+				continue
+			}
 			if exactTotal {
 				lowerHi(i, s*p.tlo, "constraints.max_share")
 			} else if s < 1 {

@@ -17,6 +17,7 @@ type relax struct {
 	// lamHint is a price to start the search from (a parent node's answer), and lam the
 	// price this relaxation settled on.
 	lamHint, lam float64
+	root         bool // the whole problem's box (not a node of the search)
 }
 
 // child is the relaxation on a box that differs from r's in the channels listed: their
