@@ -7,7 +7,7 @@ DATE     := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.buildDate=$(DATE)
 FUZZTIME ?= 30s
 
-.PHONY: all build run test test-go test-bench bench bench-go bench-compare bench-deps fuzz vet clean
+.PHONY: all build run test test-go test-bench services bench bench-go bench-compare bench-deps fuzz vet clean
 
 all: build
 
@@ -21,10 +21,15 @@ run: build
 vet:
 	$(GO) vet ./...
 
-test: vet test-go test-bench
+test: vet services test-go test-bench
+
+# Real services for the tests: the Apache Kafka broker (KRaft, from Maven Central) on a
+# loopback port. Idempotent and cached; JetStream runs in-process.
+services:
+	deploy/local/kafka.sh start
 
 test-go:
-	$(GO) test -count=1 ./...
+	ATLAS_KAFKA_REQUIRED=1 $(GO) test -count=1 -timeout 20m ./...
 
 # The SLSQP baseline has tests of its own (it must solve what it claims to).
 test-bench: bench-deps

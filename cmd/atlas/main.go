@@ -21,12 +21,20 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"solve":   {"solve optimization requests offline: atlas solve [--model FILE] [FILE|-]", runSolve},
+		"process": {"run the stream processor (requests in, results out) on Kafka or JetStream", runProcess},
+		"produce": {"publish models and requests from NDJSON: atlas produce [FILE...|-]", runProduce},
+		"tail":    {"follow result events as NDJSON", runTail},
 		"version": {"print the version", runVersion},
 	}
 }
 
+// signalContext ends on SIGINT or SIGTERM: the roles then stop gracefully.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	code := dispatch(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -1,0 +1,233 @@
+package processor_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/atlas-mmm/atlas/engine"
+	"github.com/atlas-mmm/atlas/streams"
+	"github.com/atlas-mmm/atlas/streams/event"
+	"github.com/atlas-mmm/atlas/streams/jetstream"
+	"github.com/atlas-mmm/atlas/streams/processor"
+)
+
+func openLog(t *testing.T, dir string) streams.Log {
+	t.Helper()
+	l, err := jetstream.Open(context.Background(), jetstream.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func mustEvent(t *testing.T, typ, id string, data any) []byte {
+	t.Helper()
+	e, err := event.New(typ, "test", "", data, id, time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := event.Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func appendRaw(t *testing.T, l streams.Log, topic, key string, values ...[]byte) {
+	t.Helper()
+	recs := make([]streams.Record, len(values))
+	for i, v := range values {
+		recs[i] = streams.Record{Key: []byte(key), Value: v}
+	}
+	if err := l.Append(context.Background(), topic, recs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readAll(t *testing.T, l streams.Log, topic string) []streams.Message {
+	t.Helper()
+	var out []streams.Message
+	if err := l.Read(context.Background(), topic, streams.Position{}, streams.Position{}, func(m streams.Message) error {
+		out = append(out, m)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// runUntil runs a processor until cond holds on the log (or a deadline passes).
+func runUntil(t *testing.T, cfg processor.Config, cond func() bool) *processor.Processor {
+	t.Helper()
+	p, err := processor.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var runErr error
+	wg.Add(1)
+	go func() { defer wg.Done(); runErr = p.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			cancel()
+			wg.Wait()
+			t.Fatalf("condition not reached (run error: %v)", runErr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	if runErr != nil {
+		t.Fatalf("run: %v", runErr)
+	}
+	return p
+}
+
+func loadModel(t *testing.T) json.RawMessage {
+	b, err := os.ReadFile("../../examples/acme-model.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestProcessorAnswersEveryRequest(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	defer l.Close()
+	topics := processor.DefaultTopics()
+	ctx := context.Background()
+	if err := processor.CreateTopics(ctx, l, topics, 4); err != nil {
+		t.Fatal(err)
+	}
+	appendRaw(t, l, topics.Models, "acme-mmm", mustEvent(t, event.ModelPublished, "m1", loadModel(t)))
+	good := map[string]any{"request_id": "r-good", "model_id": "acme-mmm", "budget": map[string]float64{"tv": 100000}, "constraints": map[string]any{"total": 300000}}
+	unknown := map[string]any{"request_id": "r-unknown", "model_id": "nope", "constraints": map[string]any{"total": 1000}}
+	infeasible := map[string]any{"request_id": "r-infeasible", "model_id": "acme-mmm", "constraints": map[string]any{"total": 1000, "channels": map[string]any{"tv": map[string]any{"min": 5000}}}}
+	invalid := map[string]any{"request_id": "r-invalid", "model_id": "acme-mmm", "budget": map[string]float64{"billboards": 5}, "constraints": map[string]any{"total": 1000}}
+	appendRaw(t, l, topics.Requests, "r", mustEvent(t, event.OptimizationRequested, "e1", good),
+		mustEvent(t, event.OptimizationRequested, "e2", unknown),
+		mustEvent(t, event.OptimizationRequested, "e3", infeasible),
+		mustEvent(t, event.OptimizationRequested, "e4", invalid),
+		[]byte("\x00\x01 garbage"),
+		[]byte(`{"hello": "world"}`),
+		mustEvent(t, event.OptimizationRequested, "e1", good)) // a redelivery of the first
+
+	cfg := processor.Config{Log: l, Topics: topics, ModelRefresh: time.Millisecond}
+	runUntil(t, cfg, func() bool {
+		return len(readAll(t, l, topics.Results)) >= 5 && len(readAll(t, l, topics.DeadLetters)) >= 2
+	})
+	results := map[string][]event.Envelope{}
+	raws := map[string][][]byte{}
+	for _, m := range readAll(t, l, topics.Results) {
+		e, err := event.Decode(m.Value)
+		if err != nil {
+			t.Fatalf("result event does not decode: %v", err)
+		}
+		id := e.RequestID()
+		results[id] = append(results[id], e)
+		raws[id] = append(raws[id], m.Value)
+	}
+	check := func(id, typ, status string) {
+		t.Helper()
+		es := results[id]
+		if len(es) == 0 {
+			t.Fatalf("no result for %s", id)
+		}
+		if es[0].Type != typ {
+			t.Fatalf("%s: type %s, want %s (%s)", id, es[0].Type, typ, es[0].Data)
+		}
+		if status != "" {
+			var r engine.Result
+			if err := json.Unmarshal(es[0].Data, &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != status {
+				t.Fatalf("%s: status %s, want %s", id, r.Status, status)
+			}
+			if r.ModelVersion != 1 || !strings.HasPrefix(r.ModelHash, "sha256:") {
+				t.Fatalf("%s: model version %d hash %q", id, r.ModelVersion, r.ModelHash)
+			}
+		}
+	}
+	check("r-good", event.OptimizationCompleted, engine.StatusOptimal)
+	check("r-infeasible", event.OptimizationCompleted, engine.StatusInfeasible)
+	check("r-unknown", event.OptimizationRejected, "")
+	check("r-invalid", event.OptimizationRejected, "")
+	if !strings.Contains(string(results["r-unknown"][0].Data), "model_id") {
+		t.Errorf("rejection does not name model_id: %s", results["r-unknown"][0].Data)
+	}
+	if !strings.Contains(string(results["r-invalid"][0].Data), "budget.billboards") {
+		t.Errorf("rejection does not name the field: %s", results["r-invalid"][0].Data)
+	}
+	if len(raws["r-good"]) != 2 || !bytes.Equal(raws["r-good"][0], raws["r-good"][1]) {
+		t.Errorf("a redelivered request must give a byte-identical event (%d events)", len(raws["r-good"]))
+	}
+	dead := readAll(t, l, topics.DeadLetters)
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dead))
+	}
+	for _, d := range dead {
+		var dl processor.DeadLetter
+		if err := json.Unmarshal(d.Value, &dl); err != nil || dl.Reason == "" {
+			t.Fatalf("dead letter %s: %v", d.Value, err)
+		}
+		if dl.Value == "" && dl.ValueB64 == "" {
+			t.Fatalf("dead letter lost the original bytes: %s", d.Value)
+		}
+	}
+}
+
+func TestRegistryRebuildsIdentically(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	topics := processor.DefaultTopics()
+	ctx := context.Background()
+	if err := processor.CreateTopics(ctx, l, topics, 4); err != nil {
+		t.Fatal(err)
+	}
+	m := loadModel(t)
+	var other map[string]any
+	if err := json.Unmarshal(m, &other); err != nil {
+		t.Fatal(err)
+	}
+	other["model_id"] = "other"
+	appendRaw(t, l, topics.Models, "acme-mmm", mustEvent(t, event.ModelPublished, "m1", m), mustEvent(t, event.ModelPublished, "m2", m))
+	appendRaw(t, l, topics.Models, "other", mustEvent(t, event.ModelPublished, "m3", other),
+		mustEvent(t, event.ModelRetired, "m4", event.Retirement{ModelID: "other"}))
+	appendRaw(t, l, topics.Models, "bad", []byte("not an event"))
+	p1, _ := processor.New(processor.Config{Log: l, Topics: topics})
+	if err := p1.SyncModels(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := json.Marshal(p1.Registry().Models())
+	l.Close()
+	l2 := openLog(t, dir)
+	defer l2.Close()
+	p2, _ := processor.New(processor.Config{Log: l2, Topics: topics})
+	if err := p2.SyncModels(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := json.Marshal(p2.Registry().Models())
+	if !bytes.Equal(first, second) {
+		t.Fatalf("registry differs after a rebuild:\n%s\n%s", first, second)
+	}
+	v, err := p2.Registry().Resolve("acme-mmm")
+	if err != nil || v.Version != 2 {
+		t.Fatalf("acme-mmm resolves to %+v, %v; want version 2", v, err)
+	}
+	if _, err := p2.Registry().Resolve("other"); err == nil || !strings.Contains(err.Error(), "retired") {
+		t.Fatalf("a retired model must not resolve: %v", err)
+	}
+	if d, err := p2.Registry().Resolve(""); err != nil || d.ModelID != "acme-mmm" {
+		t.Fatalf("default model: %+v %v", d, err)
+	}
+}
