@@ -414,6 +414,8 @@ func (p *Processor) handle(m streams.Message) output {
 	metrics.Requests.WithLabelValues(method, res.Status).Inc()
 
 	res.RequestID, res.ModelID, res.ModelVersion, res.ModelHash = requestID, modelID, version, hash
+	p.cfg.Logger.Debug().Str("request_id", requestID).Str("model_id", modelID).Int("model_version", version).
+		Str("status", res.Status).Float64("seconds", took).Msg("request solved")
 	// The solve time stays out of the event: a redelivered request must give the same
 	// bytes. It is in the metrics above.
 	res.Engine.ElapsedMicros = 0

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/atlas-mmm/atlas/engine"
 	"github.com/atlas-mmm/atlas/streams"
 	"github.com/atlas-mmm/atlas/streams/event"
@@ -230,4 +232,46 @@ func TestRegistryRebuildsIdentically(t *testing.T) {
 	if d, err := p2.Registry().Resolve(""); err != nil || d.ModelID != "acme-mmm" {
 		t.Fatalf("default model: %+v %v", d, err)
 	}
+}
+
+func TestLiveNotification(t *testing.T) {
+	dir := t.TempDir()
+	jl, err := jetstream.Open(context.Background(), jetstream.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jl.Close()
+	topics := processor.DefaultTopics()
+	if err := processor.CreateTopics(context.Background(), jl, topics, 2); err != nil {
+		t.Fatal(err)
+	}
+	appendRaw(t, jl, topics.Models, "acme-mmm", mustEvent(t, event.ModelPublished, "m1", loadModel(t)))
+	got := make(chan []byte, 1)
+	sub, err := jl.Conn().Subscribe(processor.ResultSubject("live-1"), func(m *nats.Msg) { got <- m.Data })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	appendRaw(t, jl, topics.Requests, "live-1", mustEvent(t, event.OptimizationRequested, "e1",
+		map[string]any{"request_id": "live-1", "constraints": map[string]any{"total": 200000}}))
+	p, _ := processor.New(processor.Config{Log: jl, Topics: topics, Notifier: notifier{jl.Conn()}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case b := <-got:
+		e, err := event.Decode(b)
+		if err != nil || e.Type != event.OptimizationCompleted || e.RequestID() != "live-1" {
+			t.Fatalf("notification %s: %v", b, err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no live notification")
+	}
+}
+
+type notifier struct{ nc *nats.Conn }
+
+func (n notifier) Notify(_ context.Context, id string, ev []byte) error {
+	return n.nc.Publish(processor.ResultSubject(id), ev)
 }
