@@ -14,6 +14,8 @@ type relax struct {
 	env    [][]envelope // [channel][kpi]; t == nil where unused
 	used   []bool       // KPI appears in the objective or a floor
 	hint   []float64    // last argmax per channel, to warm-start inverse slopes
+	// the price of that argmax and the channel's second derivative there (0: unknown)
+	hintLam, hintD2 []float64
 	// lamHint is a price to start the search from (a parent node's answer), and lam the
 	// price this relaxation settled on.
 	lamHint, lam float64
@@ -27,6 +29,8 @@ func (r *relax) child(lo, hi []float64, changed ...int) *relax {
 	c.env = make([][]envelope, len(r.env))
 	copy(c.env, r.env)
 	c.hint = append([]float64(nil), r.hint...)
+	c.hintLam = append([]float64(nil), r.hintLam...)
+	c.hintD2 = append([]float64(nil), r.hintD2...)
 	for _, i := range changed {
 		row := make([]envelope, len(r.env[i]))
 		for k, t := range r.p.terms[i] {
@@ -49,6 +53,8 @@ func newRelax(p *problem, lo, hi []float64) *relax {
 	}
 	r.env = make([][]envelope, p.n())
 	r.hint = make([]float64, p.n())
+	r.hintLam = make([]float64, p.n())
+	r.hintD2 = make([]float64, p.n())
 	for i := range r.env {
 		r.env[i] = make([]envelope, len(p.kpiNames))
 		for k, t := range p.terms[i] {
@@ -120,12 +126,19 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 	case single >= 0:
 		e := &r.env[i][single]
 		l := lam / coef[single]
-		xl := e.argmax(l, false, r.hint[i])
+		// Warm start: a first-order prediction from the last answer, x + Δλ/f''(x).
+		hint := r.hint[i]
+		if hint > 0 && r.hintD2[i] < 0 {
+			if pred := hint + (lam-r.hintLam[i])/r.hintD2[i]; pred > 0 {
+				hint = pred
+			}
+		}
+		xl := e.argmax(l, false, hint)
 		xh := xl
 		if e.hx != nil || e.z > e.a || e.t.kind == kindLinear || e.t.kind == kindPower && e.t.alpha == 1 {
-			xh = e.argmax(l, true, r.hint[i])
+			xh = e.argmax(l, true, hint)
 		}
-		r.hint[i] = xl
+		r.hint[i], r.hintLam[i], r.hintD2[i] = xl, lam, 0
 		return xl, xh
 	}
 	// Several terms: G_i' is non-increasing, so bisect for where it crosses lam.
@@ -198,6 +211,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			} else if l > r.lo[i] && l < r.hi[i] {
 				if d2 := r.chanD2(i, coef, l); d2 < 0 {
 					dS += 1 / d2
+					r.hintD2[i] = d2
 				} else {
 					dS = math.Inf(-1)
 				}
