@@ -186,7 +186,7 @@ func (s *session) maximise(p *problem) solved {
 	}
 	var msgs []string
 	if status == StatusFeasible {
-		msgs = append(msgs, fmt.Sprintf("search stopped after %d nodes with a relative gap of %.3g; raise options.max_nodes to close it", s.nodes, (ub-out.value)/scale))
+		msgs = append(msgs, fmt.Sprintf("search stopped after %d nodes with a relative gap of %.3g on the response (baselines excluded); raise options.max_nodes to close it", s.nodes, (ub-out.value)/scale))
 	}
 	c := p.objConst()
 	return solved{x: out.x, status: status, objective: out.value + c, bound: ub + c, messages: msgs}
