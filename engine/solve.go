@@ -125,6 +125,9 @@ type solved struct {
 	errors     FieldErrors // for status invalid
 }
 
+// exhausted reports whether the request's node budget is spent.
+func (s *session) exhausted() bool { return s.nodes >= s.maxNodes }
+
 func (s *session) infeasibleLinear() string {
 	p := s.p
 	sumLo, sumHi := 0.0, 0.0
@@ -144,8 +147,16 @@ func (s *session) infeasibleLinear() string {
 	return ""
 }
 
+// core runs one certified solve. The node cap is a budget for the whole request: the
+// objectives that solve many subproblems (min_spend, target_roi) share it, so that no
+// request, however hard, keeps a processor busy for long. It is a count, never a timer,
+// so an early stop is as deterministic as a full solve.
 func (s *session) core(p *problem) outcome {
-	out := solveCore(p, s.gap, s.maxNodes)
+	budget := s.maxNodes - s.nodes
+	if budget < 1 {
+		budget = 1
+	}
+	out := solveCore(p, s.gap, budget)
 	if out.x != nil && p.feasible(p.budget, 1e-12) {
 		// Never answer worse than the plan already running.
 		if v := p.objective(p.budget); v > out.value {
@@ -288,6 +299,10 @@ func (s *session) minSpend() solved {
 		if best.reach {
 			break
 		}
+		if s.exhausted() {
+			return solved{status: StatusInfeasible, messages: []string{fmt.Sprintf(
+				"no plan reaching %s found before the node budget (options.max_nodes = %d) ran out; infeasibility is not proven", main.label, s.maxNodes)}}
+		}
 		if best.never {
 			proven = hi
 		}
@@ -301,7 +316,7 @@ func (s *session) minSpend() solved {
 		}
 		lo, hi = hi, hi*4
 	}
-	for it := 0; it < 200 && hi-lo > s.gap*hi; it++ {
+	for it := 0; it < 200 && hi-lo > s.gap*hi && !s.exhausted(); it++ {
 		mid := lo + (hi-lo)/2
 		pr := try(mid)
 		if pr.reach {
@@ -377,13 +392,13 @@ func (s *session) targetROI(roi float64) solved {
 		const steps = 32
 		found := false
 		prev := top
-		for j := 1; j <= steps; j++ {
+		for j := 1; j <= steps && !s.exhausted(); j++ {
 			S := top - (top-bot)*float64(j)/steps
 			out, q, ok := at(S)
 			if ok {
 				lo, hi := S, prev
 				bestOut, bestQ, bestS, found = out, q, S, true
-				for it := 0; it < 200 && hi-lo > s.gap*hi; it++ {
+				for it := 0; it < 200 && hi-lo > s.gap*hi && !s.exhausted(); it++ {
 					mid := lo + (hi-lo)/2
 					if o, qq, ok := at(mid); ok {
 						lo, bestOut, bestQ, bestS = mid, o, qq, mid
