@@ -14,9 +14,10 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/atlas
 
-# The main job on the embedded defaults.
+# The main job on the embedded defaults: log, processor, projector and API in one
+# process, data under ./data, the demo model published on first start.
 run: build
-	./$(BIN) solve examples/quickstart.json
+	./$(BIN) serve --data-dir ./data --demo-model examples/demo-model.json
 
 vet:
 	$(GO) vet ./...
