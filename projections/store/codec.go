@@ -1,0 +1,247 @@
+package store
+
+// Helpers shared by the backends, so that both validate, encode and page alike.
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// ErrBadCursor is wrapped by the error Results returns for a malformed cursor.
+var ErrBadCursor = errors.New("store: bad cursor")
+
+// ErrInvalidBatch is wrapped by the error Apply returns for a batch Validate rejects.
+var ErrInvalidBatch = errors.New("store: invalid batch")
+
+// Validate checks what both backends need of a batch before writing any of it: every
+// row has its key, every float is finite (JSON, where the rows come from, has no NaN or
+// infinity, and SQLite would store NaN as NULL),
+// offsets and partitions are not negative, times are in range, and a checkpoint has a
+// projector name.
+func Validate(b Batch) error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	nan := func(what string, vs ...float64) {
+		for _, v := range vs {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				bad("%s: %v", what, v)
+				return
+			}
+		}
+	}
+	nanp := func(what string, ps ...*float64) {
+		for _, p := range ps {
+			if p != nil && (math.IsNaN(*p) || math.IsInf(*p, 0)) {
+				bad("%s: %v", what, *p)
+				return
+			}
+		}
+	}
+	tm := func(what string, ts ...time.Time) {
+		for _, t := range ts {
+			if !validTime(t) {
+				bad("%s: time %s out of range (1970-01-01 to 2106-02-07, or zero)", what, t.Format(time.RFC3339Nano))
+				return
+			}
+		}
+	}
+	pos := func(what string, partition int, offset int64) {
+		if partition < 0 || offset < 0 {
+			bad("%s: negative partition or offset (%d, %d)", what, partition, offset)
+		}
+	}
+	for i, r := range b.Results {
+		what := fmt.Sprintf("results[%d]", i)
+		if r.RequestID == "" {
+			bad("%s: empty request id", what)
+		}
+		nan(what, r.TotalSpend, r.Gap)
+		nanp(what, r.UpperBound, r.LowerBound)
+		for k, v := range r.Expected {
+			nan(what+".expected."+k, v)
+		}
+		pos(what, r.Partition, r.Offset)
+		tm(what, r.RequestTime, r.ResultTime)
+	}
+	for i, a := range b.Allocations {
+		what := fmt.Sprintf("allocations[%d]", i)
+		if a.RequestID == "" || a.Channel == "" {
+			bad("%s: empty request id or channel", what)
+		}
+		nan(what, a.Spend, a.Response)
+		nanp(what, a.ROI, a.MROI)
+	}
+	for i, m := range b.Models {
+		what := fmt.Sprintf("models[%d]", i)
+		if m.ModelID == "" || m.Version < 1 {
+			bad("%s: empty model id or version < 1", what)
+		}
+		pos(what, m.Partition, m.Offset)
+		tm(what, m.Published)
+	}
+	for i, e := range b.Audit {
+		what := fmt.Sprintf("audit[%d]", i)
+		if e.EventID == "" {
+			bad("%s: empty event id", what)
+		}
+		pos(what, e.Partition, e.Offset)
+		tm(what, e.Time)
+	}
+	for i, d := range b.DeadLetters {
+		what := fmt.Sprintf("dead_letters[%d]", i)
+		if d.Topic == "" {
+			bad("%s: empty topic", what)
+		}
+		pos(what, d.Partition, d.Offset)
+		tm(what, d.Time)
+	}
+	if len(b.Checkpoint) > 0 && b.Projector == "" {
+		bad("checkpoint without a projector name")
+	}
+	for topic, parts := range b.Checkpoint {
+		if topic == "" {
+			bad("checkpoint: empty topic")
+		}
+		for p, o := range parts {
+			pos("checkpoint "+topic, p, o)
+		}
+	}
+	if len(errs) > 0 {
+		if len(errs) > 10 {
+			errs = append(errs[:10], fmt.Sprintf("and %d more", len(errs)-10))
+		}
+		return fmt.Errorf("%w: %s", ErrInvalidBatch, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Limit applies the page-size rules: n ≤ 0 gives DefaultLimit, more than MaxLimit gives
+// MaxLimit.
+func Limit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultLimit
+	case n > MaxLimit:
+		return MaxLimit
+	}
+	return n
+}
+
+// Cursor is the keyset position of a Results page: the last row's ResultTime (Unix
+// nanoseconds, see UnixNanos) and RequestID.
+type Cursor struct {
+	TimeNanos int64
+	RequestID string
+}
+
+// cursorVersion prefixes the encoding so that the format can change.
+const cursorVersion = "r1"
+
+// EncodeCursor makes the opaque cursor: URL-safe base64 (no padding) of
+// ["r1", nanos, request id].
+func EncodeCursor(c Cursor) string {
+	raw, _ := json.Marshal([]any{cursorVersion, c.TimeNanos, c.RequestID})
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// DecodeCursor reads a cursor made by EncodeCursor; an error wraps ErrBadCursor.
+func DecodeCursor(s string) (Cursor, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, fmt.Errorf("%w: not base64", ErrBadCursor)
+	}
+	var parts []json.RawMessage
+	if err := json.Unmarshal(raw, &parts); err != nil || len(parts) != 3 {
+		return Cursor{}, fmt.Errorf("%w: not a cursor", ErrBadCursor)
+	}
+	var v string
+	var c Cursor
+	if json.Unmarshal(parts[0], &v) != nil || v != cursorVersion ||
+		json.Unmarshal(parts[1], &c.TimeNanos) != nil ||
+		json.Unmarshal(parts[2], &c.RequestID) != nil || c.RequestID == "" {
+		return Cursor{}, fmt.Errorf("%w: not a cursor", ErrBadCursor)
+	}
+	return c, nil
+}
+
+// Time range a store keeps: after the Unix epoch (0 stands for the zero time) and before
+// 2106-02-07, where ClickHouse's DateTime (seconds in a UInt32) ends. Validate rejects
+// other times.
+var (
+	minTime = time.Unix(0, 1)
+	maxTime = time.Unix(math.MaxUint32, 0)
+)
+
+func validTime(t time.Time) bool {
+	return t.IsZero() || (!t.Before(minTime) && t.Before(maxTime))
+}
+
+// UnixNanos is how times are stored: Unix nanoseconds, 0 for the zero time.
+func UnixNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// FromUnixNanos is the inverse of UnixNanos, in UTC.
+func FromUnixNanos(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+// EncodeJSON encodes a map or slice for a JSON column: "" when empty, so that empty and
+// absent read back alike (as nil).
+func EncodeJSON(v any, n int) (string, error) {
+	if n == 0 {
+		return "", nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return string(raw), nil
+}
+
+// DecodeJSON decodes a JSON column written by EncodeJSON into v ("" leaves v alone).
+func DecodeJSON(s string, v any) error {
+	if s == "" {
+		return nil
+	}
+	return json.Unmarshal([]byte(s), v)
+}
+
+// Raw returns a JSON column's value as json.RawMessage, nil for "".
+func Raw(s string) json.RawMessage {
+	if s == "" {
+		return nil
+	}
+	return json.RawMessage(s)
+}
+
+// SplitSQL splits a DDL script into statements: "--" comments are dropped and statements
+// end with ";". (The scripts in schemas/ddl keep "--" and ";" out of string literals.)
+func SplitSQL(script string) []string {
+	var b strings.Builder
+	for line := range strings.SplitSeq(script, "\n") {
+		if i := strings.Index(line, "--"); i >= 0 {
+			line = line[:i]
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	var out []string
+	for stmt := range strings.SplitSeq(b.String(), ";") {
+		if stmt = strings.TrimSpace(stmt); stmt != "" {
+			out = append(out, stmt)
+		}
+	}
+	return out
+}
