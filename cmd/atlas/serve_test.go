@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -262,5 +265,134 @@ func TestServeAPI(t *testing.T) {
 			t.Fatalf("%d of %d results listed", len(seen), n+2)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestKillServeDuringBurst: SIGKILL `atlas serve` while thousands of requests are being
+// accepted; after a restart every accepted (202) request has exactly one result row.
+func TestKillServeDuringBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reliability test with real processes")
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	start := func() (*exec.Cmd, string) {
+		addr := freePort(t)
+		cmd := atlasCmd(t, "serve", "--data-dir", data, "--http-addr", addr, "--demo-model", "../../examples/demo-model.json")
+		cmd.Stdout = io.Discard
+		cmd.Stderr = io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		base := "http://" + addr
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if resp, err := http.Get(base + "/ready"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return cmd, base
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("atlas serve not ready")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	cmd, base := start()
+	var mu sync.Mutex
+	accepted := map[string]bool{}
+	var wg sync.WaitGroup
+	stopBurst := make(chan struct{})
+	client := &http.Client{Timeout: 5 * time.Second}
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stopBurst:
+					return
+				default:
+				}
+				id := fmt.Sprintf("burst-%d-%05d", w, i)
+				body := fmt.Sprintf(`{"request_id": %q, "constraints": {"total": %d}}`, id, 100000+i*100)
+				resp, err := client.Post(base+"/api/v1/optimize?wait=0", "application/json", strings.NewReader(body))
+				if err != nil {
+					return // the server is gone
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusAccepted {
+					mu.Lock()
+					accepted[id] = true
+					mu.Unlock()
+				}
+			}
+		}(w)
+	}
+	for {
+		mu.Lock()
+		n := len(accepted)
+		mu.Unlock()
+		if n >= 2000 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	close(stopBurst)
+	wg.Wait()
+	t.Logf("%d requests accepted before the kill", len(accepted))
+
+	cmd2, base2 := start()
+	defer func() { cmd2.Process.Signal(syscall.SIGTERM); cmd2.Wait() }()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		seen := map[string]int{}
+		cursor := ""
+		for {
+			q := base2 + "/api/v1/results?limit=1000"
+			if cursor != "" {
+				q += "&cursor=" + cursor
+			}
+			resp, err := http.Get(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var page struct {
+				Results []struct {
+					RequestID string `json:"request_id"`
+				} `json:"results"`
+				NextCursor string `json:"next_cursor"`
+			}
+			json.NewDecoder(resp.Body).Decode(&page)
+			resp.Body.Close()
+			for _, r := range page.Results {
+				seen[r.RequestID]++
+			}
+			if page.NextCursor == "" {
+				break
+			}
+			cursor = page.NextCursor
+		}
+		missing := 0
+		for id := range accepted {
+			if seen[id] == 0 {
+				missing++
+			}
+		}
+		for id, c := range seen {
+			if c != 1 {
+				t.Fatalf("%s has %d result rows", id, c)
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d accepted requests have no result row", missing)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
