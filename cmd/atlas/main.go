@@ -24,6 +24,8 @@ func commands() map[string]command {
 		"process": {"run the stream processor (requests in, results out) on Kafka or JetStream", runProcess},
 		"produce": {"publish models and requests from NDJSON: atlas produce [FILE...|-]", runProduce},
 		"tail":    {"follow result events as NDJSON", runTail},
+		"project": {"run the projector (log into the read models)", runProject},
+		"api":     {"run the query API", runAPI},
 		"serve":   {"run everything in one process on the embedded defaults (log, processor, projector, API)", runServe},
 		"version": {"print the version", runVersion},
 	}

@@ -51,7 +51,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		logger.Error().Err(err).Msg("cannot create topics")
 		return 1
 	}
-	st, err := sqlite.Open(filepath.Join(lc.dataDir, "store.db"))
+	st, err := sqlite.Open(filepath.Join(lc.dataDir, "store.db")) // the embedded default
 	if err != nil {
 		logger.Error().Err(err).Msg("cannot open the store")
 		return 1

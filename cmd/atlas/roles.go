@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/atlas-mmm/atlas/projections"
+	"github.com/atlas-mmm/atlas/projections/api"
+	"github.com/atlas-mmm/atlas/projections/store"
+	"github.com/atlas-mmm/atlas/projections/store/sqlite"
+	"github.com/atlas-mmm/atlas/schemas"
+)
+
+// storeConfig selects the read-model store.
+type storeConfig struct {
+	kind string
+	path string
+}
+
+func (c *storeConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.kind, "store", envString("ATLAS_STORE", "sqlite"), "read-model store: sqlite (embedded) [ATLAS_STORE]")
+	fs.StringVar(&c.path, "sqlite-path", envString("ATLAS_SQLITE_PATH", ""), "SQLite file (default <data-dir>/store.db) [ATLAS_SQLITE_PATH]")
+}
+
+func (c *storeConfig) open(_ context.Context, dataDir string) (store.Store, error) {
+	switch c.kind {
+	case "sqlite", "":
+		path := c.path
+		if path == "" {
+			path = filepath.Join(dataDir, "store.db")
+		}
+		return sqlite.Open(path)
+	}
+	return nil, fmt.Errorf("unknown --store %q", c.kind)
+}
+
+// runProject is `atlas project`: the projector role.
+func runProject(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
+	fs := flag.NewFlagSet("project", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var lc logConfig
+	var sc storeConfig
+	lc.register(fs)
+	sc.register(fs)
+	metricsAddr := fs.String("metrics-addr", envString("ATLAS_METRICS_ADDR", ":9091"), "address of /metrics, /health and /ready [ATLAS_METRICS_ADDR]")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	logger := lc.logger(stderr, "projector")
+	o, err := lc.open(ctx)
+	if err != nil {
+		logger.Error().Err(err).Msg("cannot open the event log")
+		return 1
+	}
+	defer o.close()
+	st, err := sc.open(ctx, lc.dataDir)
+	if err != nil {
+		logger.Error().Err(err).Msg("cannot open the store")
+		return 1
+	}
+	defer st.Close()
+	proj := &projections.Projector{Log: o.log, Store: st, Topics: lc.topics, Logger: logger}
+	if *metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		srv, err := serveOps(*metricsAddr, reg, proj.CaughtUp)
+		if err != nil {
+			logger.Error().Err(err).Msg("cannot listen for metrics")
+			return 1
+		}
+		defer srv.Close()
+	}
+	if err := proj.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error().Err(err).Msg("projector failed")
+		return 1
+	}
+	return 0
+}
+
+// runAPI is `atlas api`: the query API role.
+func runAPI(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) int {
+	fs := flag.NewFlagSet("api", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var lc logConfig
+	var sc storeConfig
+	lc.register(fs)
+	sc.register(fs)
+	httpAddr := fs.String("http-addr", envString("ATLAS_HTTP_ADDR", ":8000"), "address of the API [ATLAS_HTTP_ADDR]")
+	defModel := fs.String("default-model", envString("ATLAS_DEFAULT_MODEL", ""), "model for what-if requests that name none [ATLAS_DEFAULT_MODEL]")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	logger := lc.logger(stderr, "api")
+	o, err := lc.open(ctx)
+	if err != nil {
+		logger.Error().Err(err).Msg("cannot open the event log")
+		return 1
+	}
+	defer o.close()
+	st, err := sc.open(ctx, lc.dataDir)
+	if err != nil {
+		logger.Error().Err(err).Msg("cannot open the store")
+		return 1
+	}
+	defer st.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg := api.Config{Log: o.log, Store: st, Topics: lc.topics, DefaultModel: *defModel, Logger: logger,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), OpenAPI: schemas.OpenAPI(),
+		Checks: map[string]api.Check{"log": func(ctx context.Context) error {
+			_, err := o.log.EndOffsets(ctx, lc.topics.Requests)
+			return err
+		}}}
+	if o.nc != nil {
+		cfg.Live = natsResults{o.nc}
+		cfg.Checks["nats"] = func(context.Context) error {
+			if !o.nc.IsConnected() {
+				return errors.New("not connected")
+			}
+			return nil
+		}
+	}
+	ln, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		logger.Error().Err(err).Msg("cannot listen")
+		return 1
+	}
+	httpSrv := &http.Server{Handler: api.New(cfg), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		httpSrv.Shutdown(shutdown) //nolint:errcheck
+	}()
+	logger.Info().Str("addr", ln.Addr().String()).Msg("serving the API")
+	if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Error().Err(err).Msg("API failed")
+		return 1
+	}
+	return 0
+}
