@@ -7,7 +7,7 @@ DATE     := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.buildDate=$(DATE)
 FUZZTIME ?= 30s
 
-.PHONY: all build run test test-go test-bench services bench bench-go bench-compare bench-deps fuzz vet clean
+.PHONY: all build run test test-go test-bench services bench bench-go bench-compare bench-api bench-deps fuzz vet clean
 
 all: build
 
@@ -41,13 +41,18 @@ bench-deps:
 
 # Figures for the README: Go benchmarks, then the engine against scipy's SLSQP on the
 # same generated problems, in one invocation.
-bench: bench-go bench-compare
+bench: bench-go bench-compare bench-api
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./engine/
 
 bench-compare: bench-deps
 	$(GO) run ./bench/compare
+
+# The query API from a second process: POST /optimize with wait, GET /results/{id} at
+# 1,000 requests/s.
+bench-api: build
+	$(GO) run ./bench/apiload -atlas $(BIN)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeModel$$' -fuzztime $(FUZZTIME) ./engine/
