@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"syscall"
 )
@@ -37,6 +38,11 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// The roles allocate short-lived JSON per event; a larger heap target trades a
+		// little memory for markedly less GC (measured with bench/pipeline: ~7% CPU).
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signalContext()
 	code := dispatch(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
