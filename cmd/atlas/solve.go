@@ -66,6 +66,19 @@ func runSolve(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
+	// A solve is not interruptible (the engine is pure and bounded by its node budget),
+	// so an interrupt ends the command at once with what was written so far.
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+			out.Flush()
+			fmt.Fprintln(stderr, "atlas solve: interrupted")
+			os.Exit(130)
+		case <-stopped:
+		}
+	}()
 	failed := false
 	err := readDocuments(in, func(line int, doc []byte, syntaxErr error) error {
 		if err := ctx.Err(); err != nil {
