@@ -24,13 +24,16 @@ vet:
 
 test: vet services test-go test-bench
 
-# Real services for the tests: the Apache Kafka broker (KRaft, from Maven Central) on a
-# loopback port. Idempotent and cached; JetStream runs in-process.
+# Real services for the tests: the Apache Kafka broker (KRaft, from Maven Central) and
+# Debian's ClickHouse server on loopback ports. Idempotent and cached; JetStream runs
+# in-process.
 services:
 	deploy/local/kafka.sh start
+	deploy/local/clickhouse.sh start
 
 test-go:
-	ATLAS_KAFKA_REQUIRED=1 $(GO) test -count=1 -timeout 20m ./...
+	ATLAS_KAFKA_REQUIRED=1 ATLAS_CLICKHOUSE_REQUIRED=1 ATLAS_CLICKHOUSE_ADDR=127.0.0.1:19000 \
+		$(GO) test -count=1 -timeout 20m ./...
 
 # The SLSQP baseline has tests of its own (it must solve what it claims to).
 test-bench: bench-deps

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,22 +20,33 @@ import (
 	"github.com/atlas-mmm/atlas/projections"
 	"github.com/atlas-mmm/atlas/projections/api"
 	"github.com/atlas-mmm/atlas/projections/store"
+	"github.com/atlas-mmm/atlas/projections/store/clickhouse"
 	"github.com/atlas-mmm/atlas/projections/store/sqlite"
 	"github.com/atlas-mmm/atlas/schemas"
 )
 
 // storeConfig selects the read-model store.
 type storeConfig struct {
-	kind string
-	path string
+	kind     string
+	path     string
+	chAddr   string
+	chDB     string
+	chUser   string
+	chPass   string
+	chSecure bool
 }
 
 func (c *storeConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.kind, "store", envString("ATLAS_STORE", "sqlite"), "read-model store: sqlite (embedded) [ATLAS_STORE]")
+	fs.StringVar(&c.kind, "store", envString("ATLAS_STORE", "sqlite"), "read-model store: sqlite (embedded) or clickhouse [ATLAS_STORE]")
 	fs.StringVar(&c.path, "sqlite-path", envString("ATLAS_SQLITE_PATH", ""), "SQLite file (default <data-dir>/store.db) [ATLAS_SQLITE_PATH]")
+	fs.StringVar(&c.chAddr, "clickhouse-addr", envString("ATLAS_CLICKHOUSE_ADDR", "127.0.0.1:9000"), "ClickHouse native-protocol addresses, comma-separated [ATLAS_CLICKHOUSE_ADDR]")
+	fs.StringVar(&c.chDB, "clickhouse-database", envString("ATLAS_CLICKHOUSE_DATABASE", "atlas"), "ClickHouse database [ATLAS_CLICKHOUSE_DATABASE]")
+	fs.StringVar(&c.chUser, "clickhouse-user", envString("ATLAS_CLICKHOUSE_USER", "default"), "ClickHouse user [ATLAS_CLICKHOUSE_USER]")
+	fs.StringVar(&c.chPass, "clickhouse-password", envString("ATLAS_CLICKHOUSE_PASSWORD", ""), "ClickHouse password (prefer the variable) [ATLAS_CLICKHOUSE_PASSWORD]")
+	fs.BoolVar(&c.chSecure, "clickhouse-tls", envString("ATLAS_CLICKHOUSE_TLS", "") == "true", "TLS to ClickHouse [ATLAS_CLICKHOUSE_TLS]")
 }
 
-func (c *storeConfig) open(_ context.Context, dataDir string) (store.Store, error) {
+func (c *storeConfig) open(ctx context.Context, dataDir string) (store.Store, error) {
 	switch c.kind {
 	case "sqlite", "":
 		path := c.path
@@ -41,8 +54,14 @@ func (c *storeConfig) open(_ context.Context, dataDir string) (store.Store, erro
 			path = filepath.Join(dataDir, "store.db")
 		}
 		return sqlite.Open(path)
+	case "clickhouse":
+		cfg := clickhouse.Config{Addr: strings.Split(c.chAddr, ","), Database: c.chDB, Username: c.chUser, Password: c.chPass}
+		if c.chSecure {
+			cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		return clickhouse.Open(ctx, cfg)
 	}
-	return nil, fmt.Errorf("unknown --store %q", c.kind)
+	return nil, fmt.Errorf("unknown --store %q (sqlite or clickhouse)", c.kind)
 }
 
 // runProject is `atlas project`: the projector role.

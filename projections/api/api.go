@@ -452,7 +452,7 @@ func (s *Server) listResults(w http.ResponseWriter, r *http.Request) {
 	}
 	rows, next, err := s.cfg.Store.Results(r.Context(), rq)
 	if err != nil {
-		if strings.Contains(err.Error(), "cursor") {
+		if errors.Is(err, store.ErrBadCursor) {
 			writeError(w, http.StatusBadRequest, err.Error(), "cursor")
 			return
 		}

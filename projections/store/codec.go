@@ -42,14 +42,6 @@ func Validate(b Batch) error {
 			}
 		}
 	}
-	tm := func(what string, ts ...time.Time) {
-		for _, t := range ts {
-			if !validTime(t) {
-				bad("%s: time %s out of range (1970-01-01 to 2106-02-07, or zero)", what, t.Format(time.RFC3339Nano))
-				return
-			}
-		}
-	}
 	pos := func(what string, partition int, offset int64) {
 		if partition < 0 || offset < 0 {
 			bad("%s: negative partition or offset (%d, %d)", what, partition, offset)
@@ -66,7 +58,6 @@ func Validate(b Batch) error {
 			nan(what+".expected."+k, v)
 		}
 		pos(what, r.Partition, r.Offset)
-		tm(what, r.RequestTime, r.ResultTime)
 	}
 	for i, a := range b.Allocations {
 		what := fmt.Sprintf("allocations[%d]", i)
@@ -82,7 +73,6 @@ func Validate(b Batch) error {
 			bad("%s: empty model id or version < 1", what)
 		}
 		pos(what, m.Partition, m.Offset)
-		tm(what, m.Published)
 	}
 	for i, e := range b.Audit {
 		what := fmt.Sprintf("audit[%d]", i)
@@ -90,15 +80,10 @@ func Validate(b Batch) error {
 			bad("%s: empty event id", what)
 		}
 		pos(what, e.Partition, e.Offset)
-		tm(what, e.Time)
 	}
 	for i, d := range b.DeadLetters {
 		what := fmt.Sprintf("dead_letters[%d]", i)
-		if d.Topic == "" {
-			bad("%s: empty topic", what)
-		}
 		pos(what, d.Partition, d.Offset)
-		tm(what, d.Time)
 	}
 	if len(b.Checkpoint) > 0 && b.Projector == "" {
 		bad("checkpoint without a projector name")
@@ -169,22 +154,23 @@ func DecodeCursor(s string) (Cursor, error) {
 	return c, nil
 }
 
-// Time range a store keeps: after the Unix epoch (0 stands for the zero time) and before
-// 2106-02-07, where ClickHouse's DateTime (seconds in a UInt32) ends. Validate rejects
-// other times.
+// The times Unix nanoseconds in an int64 can hold (1677-09-21 to 2262-04-11).
 var (
-	minTime = time.Unix(0, 1)
-	maxTime = time.Unix(math.MaxUint32, 0)
+	minNanoTime = time.Unix(0, math.MinInt64)
+	maxNanoTime = time.Unix(0, math.MaxInt64)
 )
 
-func validTime(t time.Time) bool {
-	return t.IsZero() || (!t.Before(minTime) && t.Before(maxTime))
-}
-
-// UnixNanos is how times are stored: Unix nanoseconds, 0 for the zero time.
+// UnixNanos is how times are stored: Unix nanoseconds, 0 for the zero time (so the
+// instant 1970-01-01T00:00:00Z reads back as the zero time). Times beyond what an int64
+// holds (before 1678, after 2262) saturate.
 func UnixNanos(t time.Time) int64 {
-	if t.IsZero() {
+	switch {
+	case t.IsZero():
 		return 0
+	case t.Before(minNanoTime):
+		return math.MinInt64
+	case t.After(maxNanoTime):
+		return math.MaxInt64
 	}
 	return t.UnixNano()
 }

@@ -34,8 +34,9 @@
 // neither repeat nor skip rows while new results arrive. A malformed cursor is an error
 // wrapping ErrBadCursor (an API answers it with 400).
 //
-// Times are stored with nanosecond precision and read back in UTC; a zero time stays
-// zero. Empty maps and lists read back as nil.
+// Times are stored as Unix nanoseconds and read back in UTC: exact from 1678 to 2262,
+// saturated beyond (any time is accepted, so a producer's clock cannot stall the
+// projection); a zero time stays zero. Empty maps and lists read back as nil.
 package store
 
 import (
@@ -174,7 +175,8 @@ type Store interface {
 	// nothing visible. The checkpoint is never visible before the rows it covers: on
 	// SQLite both commit together; on ClickHouse the checkpoint is written last, so a
 	// failure in between leaves the old checkpoint and the projector re-applies the rows.
-	// An invalid batch (see Validate) is rejected before anything is written.
+	// A batch Validate rejects (a caller's bug, never data) is refused before anything
+	// is written, with an error wrapping ErrInvalidBatch.
 	Apply(ctx context.Context, b Batch) error
 	// Checkpoint returns the projector's checkpoint (empty, not nil, when none).
 	Checkpoint(ctx context.Context, projector string) (map[string]map[int]int64, error)

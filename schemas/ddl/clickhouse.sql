@@ -10,8 +10,9 @@
 --   same key wins, and redelivered rows are harmless. Readers use FINAL (never PREWHERE:
 --   on 18.16 an explicit PREWHERE is evaluated before replacing and can surface a stale
 --   version).
--- * Times are DateTime (seconds, UTC, for humans and partitioning) plus an Int64
---   *_ns column (Unix nanoseconds) that carries the exact value and every ordering.
+-- * Times are DateTime (seconds, UTC, clamped to 1970..2106; for people and partitions)
+--   plus an Int64 *_ns column (Unix nanoseconds) that carries the exact value and every
+--   ordering.
 -- * JSON values (the event data, maps, lists) are stored as String.
 -- * Log positions are log_topic/log_partition/log_offset ("partition" and "offset" are
 --   keywords).

@@ -1,0 +1,792 @@
+// Package clickhouse is the read-model store on ClickHouse, over the native protocol
+// (github.com/ClickHouse/clickhouse-go/v2), written for what ClickHouse 18.16 (Debian's
+// package) and current releases both accept. The schema is schemas/ddl/clickhouse.sql
+// (kept identical to this package's copy by a test); see its header for the type choices.
+//
+// Every table is a ReplacingMergeTree(row_version) ordered by the row's key. Apply gives
+// each row a row_version from a per-store sequence that only grows (wall-clock
+// nanoseconds, bumped past the last one issued), so a later write of a key wins and a
+// re-inserted row (a redelivered batch, or a retried insert whose first attempt did
+// land) is a duplicate that every read hides: reads use FINAL. ClickHouse has no
+// transactions, so Apply writes the rows first and the checkpoint last: a crash or error
+// in between leaves the old checkpoint, and the projector re-applies rows that are
+// already there, which changes nothing visible. The checkpoint is never ahead of the rows.
+//
+// Each table's rows go in one INSERT naming its columns (required by 18.16), built with
+// PrepareBatch and appended column by column. A batch cannot be reused after a failed
+// Append or Send, so a failed insert is retried (up to 4 attempts, 100 ms backoff
+// doubling) with a new batch rebuilt from the kept column slices. Errors that retrying
+// cannot fix (syntax, unknown table or column, type mismatch, a cancelled context) are
+// returned at once.
+package clickhouse
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/atlas-mmm/atlas/projections/store"
+)
+
+//go:generate go run ../internal/ddlgen -in ../../../schemas/ddl/clickhouse.sql -pkg clickhouse -out ddl.go
+
+// Config says where the store lives.
+type Config struct {
+	Addr     []string // host:port of the native protocol; default 127.0.0.1:9000
+	Database string   // default "atlas"; Migrate creates it when missing
+	Username string   // default "default"
+	Password string
+	TLS      *tls.Config // nil for plain TCP
+}
+
+// Store is the ClickHouse read model. It is safe for concurrent use; Apply calls are
+// serialised.
+type Store struct {
+	conn driver.Conn
+	cfg  Config
+
+	applyMu sync.Mutex // one writer at a time
+
+	verMu   sync.Mutex
+	lastVer uint64
+
+	// Test hooks. sendHook, when set, sends each insert in place of batch.Send (it may
+	// fail before or after calling send, as a lost connection would); failBeforeCheckpoint
+	// runs after the rows and before the checkpoint (an error aborts the Apply).
+	sendHook             func(table string, attempt int, send func() error) error
+	failBeforeCheckpoint func() error
+}
+
+var _ store.Store = (*Store)(nil)
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Open returns a store; it connects lazily (call Ping to check the server, Migrate to
+// create the database and tables).
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if len(cfg.Addr) == 0 {
+		cfg.Addr = []string{"127.0.0.1:9000"}
+	}
+	if cfg.Database == "" {
+		cfg.Database = "atlas"
+	}
+	if cfg.Username == "" {
+		cfg.Username = "default"
+	}
+	if !identRE.MatchString(cfg.Database) {
+		return nil, fmt.Errorf("clickhouse: database name %q: use letters, digits and _", cfg.Database)
+	}
+	conn, err := connect(cfg, cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{conn: conn, cfg: cfg}, nil
+}
+
+func connect(cfg Config, database string) (driver.Conn, error) {
+	conn, err := ch.Open(&ch.Options{
+		Addr:             cfg.Addr,
+		Auth:             ch.Auth{Database: database, Username: cfg.Username, Password: cfg.Password},
+		TLS:              cfg.TLS,
+		DialTimeout:      10 * time.Second,
+		MaxOpenConns:     16,
+		MaxIdleConns:     8,
+		ConnMaxLifetime:  time.Hour,
+		Compression:      &ch.Compression{Method: ch.CompressionLZ4},
+		ConnOpenStrategy: ch.ConnOpenInOrder,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	return conn, nil
+}
+
+// Ping checks that the server answers with the configured database.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connections.
+func (s *Store) Close() error { return s.conn.Close() }
+
+// Exception codes (ClickHouse's ErrorCodes).
+const (
+	codeUnknownDatabase = 81
+)
+
+// Migrate creates the database when it is missing, then the tables.
+func (s *Store) Migrate(ctx context.Context) error {
+	if err := s.conn.Exec(ctx, "SELECT 1"); err != nil {
+		var ex *ch.Exception
+		if !errors.As(err, &ex) || ex.Code != codeUnknownDatabase {
+			return fmt.Errorf("clickhouse: migrate: %w", err)
+		}
+		boot, err := connect(s.cfg, "")
+		if err != nil {
+			return err
+		}
+		err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.cfg.Database)
+		boot.Close()
+		if err != nil {
+			return fmt.Errorf("clickhouse: migrate: %w", err)
+		}
+	}
+	for _, stmt := range store.SplitSQL(DDL) {
+		if err := s.conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("clickhouse: migrate: %w", err)
+		}
+	}
+	return nil
+}
+
+// versions reserves n consecutive row versions and returns the first.
+func (s *Store) versions(n int) uint64 {
+	s.verMu.Lock()
+	defer s.verMu.Unlock()
+	base := uint64(time.Now().UnixNano())
+	if base <= s.lastVer {
+		base = s.lastVer + 1
+	}
+	s.lastVer = base + uint64(n)
+	return base
+}
+
+// column is one column of an insert: its name and the values, one per row.
+type column struct {
+	name   string
+	values any
+}
+
+// seq returns n versions from base.
+func seq(base uint64, n int) []uint64 {
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = base + uint64(i)
+	}
+	return out
+}
+
+// The range of a DateTime column (seconds in a UInt32).
+var (
+	minDateTime = time.Unix(0, 0).UTC()
+	maxDateTime = time.Unix(math.MaxUint32, 0).UTC()
+)
+
+// dateTime converts t for a DateTime column, whose value is for people and partitions
+// only (the *_ns column holds the time): whole seconds, the zero time as the epoch, and
+// times outside 1970–2106 clamped.
+func dateTime(t time.Time) time.Time {
+	switch {
+	case t.IsZero() || t.Before(minDateTime):
+		return minDateTime
+	case t.After(maxDateTime):
+		return maxDateTime
+	}
+	return t.UTC().Truncate(time.Second)
+}
+
+// Apply writes the rows, table by table, then the checkpoint.
+func (s *Store) Apply(ctx context.Context, b store.Batch) error {
+	if err := store.Validate(b); err != nil {
+		return err
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+
+	ncp := 0
+	for _, parts := range b.Checkpoint {
+		ncp += len(parts)
+	}
+	ver := s.versions(b.Rows() + ncp)
+	next := func(n int) []uint64 { v := seq(ver, n); ver += uint64(n); return v }
+
+	if n := len(b.Results); n > 0 {
+		cols, err := resultColumns(b.Results, next(n))
+		if err != nil {
+			return fmt.Errorf("clickhouse: apply: results: %w", err)
+		}
+		if err := s.insert(ctx, "results", n, cols); err != nil {
+			return err
+		}
+	}
+	if n := len(b.Allocations); n > 0 {
+		if err := s.insert(ctx, "allocations", n, allocationColumns(b.Allocations, next(n))); err != nil {
+			return err
+		}
+	}
+	if n := len(b.Models); n > 0 {
+		if err := s.insert(ctx, "models", n, modelColumns(b.Models, next(n))); err != nil {
+			return err
+		}
+	}
+	if n := len(b.Audit); n > 0 {
+		if err := s.insert(ctx, "audit", n, auditColumns(b.Audit, next(n))); err != nil {
+			return err
+		}
+	}
+	if n := len(b.DeadLetters); n > 0 {
+		if err := s.insert(ctx, "dead_letters", n, deadLetterColumns(b.DeadLetters, next(n))); err != nil {
+			return err
+		}
+	}
+	if s.failBeforeCheckpoint != nil {
+		if err := s.failBeforeCheckpoint(); err != nil {
+			return fmt.Errorf("clickhouse: apply: %w", err)
+		}
+	}
+	if ncp > 0 {
+		var (
+			projector = make([]string, 0, ncp)
+			topic     = make([]string, 0, ncp)
+			partition = make([]int64, 0, ncp)
+			offset    = make([]int64, 0, ncp)
+		)
+		for t, parts := range b.Checkpoint {
+			for p, o := range parts {
+				projector = append(projector, b.Projector)
+				topic = append(topic, t)
+				partition = append(partition, int64(p))
+				offset = append(offset, o)
+			}
+		}
+		cols := []column{{"projector", projector}, {"log_topic", topic}, {"log_partition", partition},
+			{"next_offset", offset}, {"row_version", next(ncp)}}
+		if err := s.insert(ctx, "checkpoints", ncp, cols); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func resultColumns(rs []store.Result, versions []uint64) ([]column, error) {
+	n := len(rs)
+	var (
+		requestID    = make([]string, n)
+		modelID      = make([]string, n)
+		modelVersion = make([]int64, n)
+		modelHash    = make([]string, n)
+		status       = make([]string, n)
+		objective    = make([]string, n)
+		totalSpend   = make([]float64, n)
+		expected     = make([]string, n)
+		upper        = make([]*float64, n)
+		lower        = make([]*float64, n)
+		gap          = make([]float64, n)
+		messages     = make([]string, n)
+		errs         = make([]string, n)
+		rejected     = make([]uint8, n)
+		requestTime  = make([]time.Time, n)
+		requestNs    = make([]int64, n)
+		resultTime   = make([]time.Time, n)
+		resultNs     = make([]int64, n)
+		eventID      = make([]string, n)
+		partition    = make([]int64, n)
+		offset       = make([]int64, n)
+		data         = make([]string, n)
+	)
+	for i := range rs {
+		r := &rs[i]
+		var err error
+		if expected[i], err = store.EncodeJSON(r.Expected, len(r.Expected)); err != nil {
+			return nil, fmt.Errorf("results[%d].expected: %w", i, err)
+		}
+		if messages[i], err = store.EncodeJSON(r.Messages, len(r.Messages)); err != nil {
+			return nil, fmt.Errorf("results[%d].messages: %w", i, err)
+		}
+		if errs[i], err = store.EncodeJSON(r.Errors, len(r.Errors)); err != nil {
+			return nil, fmt.Errorf("results[%d].errors: %w", i, err)
+		}
+		requestID[i], modelID[i], modelVersion[i], modelHash[i] = r.RequestID, r.ModelID, int64(r.ModelVersion), r.ModelHash
+		status[i], objective[i], totalSpend[i] = r.Status, r.Objective, r.TotalSpend
+		upper[i], lower[i], gap[i] = r.UpperBound, r.LowerBound, r.Gap
+		if r.Rejected {
+			rejected[i] = 1
+		}
+		requestTime[i], requestNs[i] = dateTime(r.RequestTime), store.UnixNanos(r.RequestTime)
+		resultTime[i], resultNs[i] = dateTime(r.ResultTime), store.UnixNanos(r.ResultTime)
+		eventID[i], partition[i], offset[i], data[i] = r.EventID, int64(r.Partition), r.Offset, string(r.Data)
+	}
+	return []column{
+		{"request_id", requestID}, {"model_id", modelID}, {"model_version", modelVersion},
+		{"model_hash", modelHash}, {"status", status}, {"objective", objective},
+		{"total_spend", totalSpend}, {"expected", expected}, {"upper_bound", upper},
+		{"lower_bound", lower}, {"gap", gap}, {"messages", messages}, {"errors", errs},
+		{"rejected", rejected}, {"request_time", requestTime}, {"request_time_ns", requestNs},
+		{"result_time", resultTime}, {"result_time_ns", resultNs}, {"event_id", eventID},
+		{"log_partition", partition}, {"log_offset", offset}, {"data", data},
+		{"row_version", versions},
+	}, nil
+}
+
+func allocationColumns(as []store.Allocation, versions []uint64) []column {
+	n := len(as)
+	var (
+		requestID = make([]string, n)
+		channel   = make([]string, n)
+		spend     = make([]float64, n)
+		response  = make([]float64, n)
+		roi       = make([]*float64, n)
+		mroi      = make([]*float64, n)
+		atBound   = make([]string, n)
+	)
+	for i := range as {
+		a := &as[i]
+		requestID[i], channel[i], spend[i], response[i] = a.RequestID, a.Channel, a.Spend, a.Response
+		roi[i], mroi[i], atBound[i] = a.ROI, a.MROI, a.AtBound
+	}
+	return []column{{"request_id", requestID}, {"channel", channel}, {"spend", spend},
+		{"response", response}, {"roi", roi}, {"mroi", mroi}, {"at_bound", atBound},
+		{"row_version", versions}}
+}
+
+func modelColumns(ms []store.Model, versions []uint64) []column {
+	n := len(ms)
+	var (
+		modelID   = make([]string, n)
+		version   = make([]int64, n)
+		hash      = make([]string, n)
+		retired   = make([]uint8, n)
+		published = make([]time.Time, n)
+		publishNs = make([]int64, n)
+		eventID   = make([]string, n)
+		partition = make([]int64, n)
+		offset    = make([]int64, n)
+		data      = make([]string, n)
+	)
+	for i := range ms {
+		m := &ms[i]
+		modelID[i], version[i], hash[i] = m.ModelID, int64(m.Version), m.Hash
+		if m.Retired {
+			retired[i] = 1
+		}
+		published[i], publishNs[i] = dateTime(m.Published), store.UnixNanos(m.Published)
+		eventID[i], partition[i], offset[i], data[i] = m.EventID, int64(m.Partition), m.Offset, string(m.Data)
+	}
+	return []column{{"model_id", modelID}, {"version", version}, {"hash", hash}, {"retired", retired},
+		{"published", published}, {"published_ns", publishNs}, {"event_id", eventID},
+		{"log_partition", partition}, {"log_offset", offset}, {"data", data}, {"row_version", versions}}
+}
+
+func auditColumns(es []store.AuditEvent, versions []uint64) []column {
+	n := len(es)
+	var (
+		requestID   = make([]string, n)
+		eventID     = make([]string, n)
+		topic       = make([]string, n)
+		partition   = make([]int64, n)
+		offset      = make([]int64, n)
+		typ         = make([]string, n)
+		key         = make([]string, n)
+		subject     = make([]string, n)
+		tm          = make([]time.Time, n)
+		tmNs        = make([]int64, n)
+		contentHash = make([]string, n)
+		modelID     = make([]string, n)
+		raw         = make([]string, n)
+	)
+	for i := range es {
+		e := &es[i]
+		requestID[i], eventID[i], topic[i], partition[i], offset[i] = e.RequestID, e.EventID, e.Topic, int64(e.Partition), e.Offset
+		typ[i], key[i], subject[i], tm[i], tmNs[i] = e.Type, e.Key, e.Subject, dateTime(e.Time), store.UnixNanos(e.Time)
+		contentHash[i], modelID[i], raw[i] = e.ContentHash, e.ModelID, string(e.Raw)
+	}
+	return []column{{"request_id", requestID}, {"event_id", eventID}, {"log_topic", topic},
+		{"log_partition", partition}, {"log_offset", offset}, {"type", typ}, {"key", key},
+		{"subject", subject}, {"time", tm}, {"time_ns", tmNs}, {"content_hash", contentHash},
+		{"model_id", modelID}, {"raw", raw}, {"row_version", versions}}
+}
+
+func deadLetterColumns(ds []store.DeadLetter, versions []uint64) []column {
+	n := len(ds)
+	var (
+		topic     = make([]string, n)
+		partition = make([]int64, n)
+		offset    = make([]int64, n)
+		reason    = make([]string, n)
+		tm        = make([]time.Time, n)
+		tmNs      = make([]int64, n)
+		raw       = make([]string, n)
+	)
+	for i := range ds {
+		d := &ds[i]
+		topic[i], partition[i], offset[i], reason[i] = d.Topic, int64(d.Partition), d.Offset, d.Reason
+		tm[i], tmNs[i], raw[i] = dateTime(d.Time), store.UnixNanos(d.Time), d.Raw
+	}
+	return []column{{"log_topic", topic}, {"log_partition", partition}, {"log_offset", offset},
+		{"reason", reason}, {"time", tm}, {"time_ns", tmNs}, {"raw", raw}, {"row_version", versions}}
+}
+
+// Retry policy of an insert.
+const (
+	insertAttempts = 4
+	insertBackoff  = 100 * time.Millisecond
+)
+
+// permanentError marks an error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// insert writes n rows into table, retrying with a new batch built from cols.
+func (s *Store) insert(ctx context.Context, table string, n int, cols []column) error {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
+	}
+	query := "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ")"
+	backoff := insertBackoff
+	for attempt := 1; ; attempt++ {
+		err := s.insertOnce(ctx, table, attempt, query, n, cols)
+		if err == nil {
+			return nil
+		}
+		if attempt >= insertAttempts || !retryable(ctx, err) {
+			return fmt.Errorf("clickhouse: insert %d rows into %s (attempt %d): %w", n, table, attempt, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("clickhouse: insert into %s: %w (after %v)", table, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+func (s *Store) insertOnce(ctx context.Context, table string, attempt int, query string, n int, cols []column) (err error) {
+	batch, err := s.conn.PrepareBatch(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if !batch.IsSent() {
+			_ = batch.Abort()
+		}
+	}()
+	for i, c := range cols {
+		if err := batch.Column(i).Append(c.values); err != nil {
+			return permanentError{fmt.Errorf("column %s: %w", c.name, err)}
+		}
+	}
+	if got := batch.Rows(); got != n {
+		return permanentError{fmt.Errorf("batch has %d rows, want %d", got, n)}
+	}
+	if s.sendHook != nil {
+		return s.sendHook(table, attempt, batch.Send)
+	}
+	return batch.Send()
+}
+
+// retryable tells whether an insert error may go away on a new attempt.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var perm permanentError
+	if errors.As(err, &perm) {
+		return false
+	}
+	var ex *ch.Exception
+	if errors.As(err, &ex) {
+		switch ex.Code {
+		case 3, // UNEXPECTED_END_OF_FILE
+			32,  // ATTEMPT_TO_READ_AFTER_EOF
+			159, // TIMEOUT_EXCEEDED
+			202, // TOO_MANY_SIMULTANEOUS_QUERIES
+			203, // NO_FREE_CONNECTION
+			209, // SOCKET_TIMEOUT
+			210, // NETWORK_ERROR
+			241, // MEMORY_LIMIT_EXCEEDED
+			242, // TABLE_IS_READ_ONLY
+			252, // TOO_MANY_PARTS
+			319, // UNKNOWN_STATUS_OF_INSERT
+			425: // SYSTEM_ERROR
+			return true
+		}
+		return false
+	}
+	// Network and driver-level failures (a refused or dropped connection, EOF mid-batch,
+	// an exhausted pool) have no common type: try again.
+	return true
+}
+
+// readCtx is the context of every read: conditions are never moved to PREWHERE, which
+// with FINAL could filter a row's older version in before replacing.
+func readCtx(ctx context.Context) context.Context {
+	return ch.Context(ctx, ch.WithSettings(ch.Settings{"optimize_move_to_prewhere": 0}))
+}
+
+// Checkpoint returns the projector's checkpoint.
+func (s *Store) Checkpoint(ctx context.Context, projector string) (map[string]map[int]int64, error) {
+	rows, err := s.conn.Query(readCtx(ctx),
+		`SELECT log_topic, log_partition, next_offset FROM checkpoints FINAL WHERE projector = ?`, projector)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: checkpoint: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[int]int64{}
+	for rows.Next() {
+		var topic string
+		var p, o int64
+		if err := rows.Scan(&topic, &p, &o); err != nil {
+			return nil, fmt.Errorf("clickhouse: checkpoint: %w", err)
+		}
+		if out[topic] == nil {
+			out[topic] = map[int]int64{}
+		}
+		out[topic][int(p)] = o
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: checkpoint: %w", err)
+	}
+	return out, nil
+}
+
+const resultSelect = `SELECT request_id, model_id, model_version, model_hash, status, objective, total_spend,
+	expected, upper_bound, lower_bound, gap, messages, errors, rejected, request_time_ns, result_time_ns,
+	event_id, log_partition, log_offset, data
+FROM results FINAL`
+
+func scanResult(rows driver.Rows) (store.Result, error) {
+	var (
+		r                          store.Result
+		modelVersion, part, offset int64
+		rejected                   uint8
+		expected, messages, errs   string
+		data                       string
+		requestNs, resultNs        int64
+	)
+	err := rows.Scan(&r.RequestID, &r.ModelID, &modelVersion, &r.ModelHash, &r.Status, &r.Objective,
+		&r.TotalSpend, &expected, &r.UpperBound, &r.LowerBound, &r.Gap, &messages, &errs, &rejected,
+		&requestNs, &resultNs, &r.EventID, &part, &offset, &data)
+	if err != nil {
+		return r, err
+	}
+	if err := store.DecodeJSON(expected, &r.Expected); err != nil {
+		return r, fmt.Errorf("result %s: expected: %w", r.RequestID, err)
+	}
+	if err := store.DecodeJSON(messages, &r.Messages); err != nil {
+		return r, fmt.Errorf("result %s: messages: %w", r.RequestID, err)
+	}
+	if err := store.DecodeJSON(errs, &r.Errors); err != nil {
+		return r, fmt.Errorf("result %s: errors: %w", r.RequestID, err)
+	}
+	r.ModelVersion, r.Partition, r.Offset = int(modelVersion), int(part), offset
+	r.Rejected = rejected != 0
+	r.RequestTime, r.ResultTime = store.FromUnixNanos(requestNs), store.FromUnixNanos(resultNs)
+	r.Data = store.Raw(data)
+	return r, nil
+}
+
+func (s *Store) results(ctx context.Context, query string, args ...any) ([]store.Result, error) {
+	rows, err := s.conn.Query(readCtx(ctx), query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Result
+	for rows.Next() {
+		r, err := scanResult(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Result returns one result.
+func (s *Store) Result(ctx context.Context, requestID string) (store.Result, bool, error) {
+	rs, err := s.results(ctx, resultSelect+` WHERE request_id = ?`, requestID)
+	if err != nil {
+		return store.Result{}, false, fmt.Errorf("clickhouse: result: %w", err)
+	}
+	if len(rs) == 0 {
+		return store.Result{}, false, nil
+	}
+	return rs[0], true, nil
+}
+
+// Results lists results newest first, a page at a time.
+func (s *Store) Results(ctx context.Context, q store.ResultQuery) ([]store.Result, string, error) {
+	limit := store.Limit(q.Limit)
+	var where []string
+	var args []any
+	if q.ModelID != "" {
+		where = append(where, "model_id = ?")
+		args = append(args, q.ModelID)
+	}
+	if q.Status != "" {
+		where = append(where, "status = ?")
+		args = append(args, q.Status)
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "result_time_ns >= ?")
+		args = append(args, store.UnixNanos(q.Since))
+	}
+	if !q.Until.IsZero() {
+		where = append(where, "result_time_ns < ?")
+		args = append(args, store.UnixNanos(q.Until))
+	}
+	if q.Cursor != "" {
+		c, err := store.DecodeCursor(q.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		where = append(where, "(result_time_ns < ? OR (result_time_ns = ? AND request_id < ?))")
+		args = append(args, c.TimeNanos, c.TimeNanos, c.RequestID)
+	}
+	query := resultSelect
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY result_time_ns DESC, request_id DESC LIMIT ?"
+	args = append(args, limit+1)
+	out, err := s.results(ctx, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("clickhouse: results: %w", err)
+	}
+	var next string
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[limit-1]
+		next = store.EncodeCursor(store.Cursor{TimeNanos: store.UnixNanos(last.ResultTime), RequestID: last.RequestID})
+	}
+	return out, next, nil
+}
+
+// Allocations returns a result's channels by name.
+func (s *Store) Allocations(ctx context.Context, requestID string) ([]store.Allocation, error) {
+	rows, err := s.conn.Query(readCtx(ctx), `SELECT request_id, channel, spend, response, roi, mroi, at_bound
+FROM allocations FINAL WHERE request_id = ? ORDER BY channel`, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: allocations: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Allocation
+	for rows.Next() {
+		var a store.Allocation
+		if err := rows.Scan(&a.RequestID, &a.Channel, &a.Spend, &a.Response, &a.ROI, &a.MROI, &a.AtBound); err != nil {
+			return nil, fmt.Errorf("clickhouse: allocations: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: allocations: %w", err)
+	}
+	return out, nil
+}
+
+const modelSelect = `SELECT model_id, version, hash, retired, published_ns, event_id, log_partition, log_offset, data
+FROM models FINAL`
+
+// Models returns every model version by model id then version.
+func (s *Store) Models(ctx context.Context) ([]store.Model, error) {
+	return s.models(ctx, modelSelect+` ORDER BY model_id, version`)
+}
+
+// ModelVersions returns one model's versions in order.
+func (s *Store) ModelVersions(ctx context.Context, modelID string) ([]store.Model, error) {
+	return s.models(ctx, modelSelect+` WHERE model_id = ? ORDER BY version`, modelID)
+}
+
+func (s *Store) models(ctx context.Context, query string, args ...any) ([]store.Model, error) {
+	rows, err := s.conn.Query(readCtx(ctx), query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: models: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Model
+	for rows.Next() {
+		var (
+			m                     store.Model
+			version, part, offset int64
+			retired               uint8
+			ns                    int64
+			data                  string
+		)
+		if err := rows.Scan(&m.ModelID, &version, &m.Hash, &retired, &ns, &m.EventID, &part, &offset, &data); err != nil {
+			return nil, fmt.Errorf("clickhouse: models: %w", err)
+		}
+		m.Version, m.Retired, m.Partition, m.Offset = int(version), retired != 0, int(part), offset
+		m.Published = store.FromUnixNanos(ns)
+		m.Data = store.Raw(data)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: models: %w", err)
+	}
+	return out, nil
+}
+
+// Audit returns a request's events in log order.
+func (s *Store) Audit(ctx context.Context, requestID string) ([]store.AuditEvent, error) {
+	rows, err := s.conn.Query(readCtx(ctx), `SELECT event_id, type, log_topic, log_partition, log_offset, key, subject,
+	time_ns, content_hash, request_id, model_id, raw
+FROM audit FINAL WHERE request_id = ?
+ORDER BY time_ns, log_topic, log_partition, log_offset, event_id`, requestID)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: audit: %w", err)
+	}
+	defer rows.Close()
+	var out []store.AuditEvent
+	for rows.Next() {
+		var (
+			e        store.AuditEvent
+			part, ns int64
+			raw      string
+		)
+		if err := rows.Scan(&e.EventID, &e.Type, &e.Topic, &part, &e.Offset, &e.Key, &e.Subject,
+			&ns, &e.ContentHash, &e.RequestID, &e.ModelID, &raw); err != nil {
+			return nil, fmt.Errorf("clickhouse: audit: %w", err)
+		}
+		e.Partition = int(part)
+		e.Time = store.FromUnixNanos(ns)
+		e.Raw = store.Raw(raw)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: audit: %w", err)
+	}
+	return out, nil
+}
+
+// DeadLetters returns the newest dead letters first.
+func (s *Store) DeadLetters(ctx context.Context, limit int) ([]store.DeadLetter, error) {
+	rows, err := s.conn.Query(readCtx(ctx), `SELECT log_topic, log_partition, log_offset, reason, time_ns, raw
+FROM dead_letters FINAL
+ORDER BY time_ns DESC, log_topic DESC, log_partition DESC, log_offset DESC LIMIT ?`, store.Limit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: dead letters: %w", err)
+	}
+	defer rows.Close()
+	var out []store.DeadLetter
+	for rows.Next() {
+		var (
+			d        store.DeadLetter
+			part, ns int64
+		)
+		if err := rows.Scan(&d.Topic, &part, &d.Offset, &d.Reason, &ns, &d.Raw); err != nil {
+			return nil, fmt.Errorf("clickhouse: dead letters: %w", err)
+		}
+		d.Partition = int(part)
+		d.Time = store.FromUnixNanos(ns)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: dead letters: %w", err)
+	}
+	return out, nil
+}
