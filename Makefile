@@ -34,6 +34,9 @@ services:
 test-go:
 	ATLAS_KAFKA_REQUIRED=1 ATLAS_CLICKHOUSE_REQUIRED=1 ATLAS_CLICKHOUSE_ADDR=127.0.0.1:19000 \
 		$(GO) test -count=1 -timeout 20m ./...
+	# Last and alone: it stops and restarts the local ClickHouse mid-run.
+	ATLAS_SCALED_TEST=1 ATLAS_CLICKHOUSE_ADDR=127.0.0.1:19000 \
+		$(GO) test -count=1 -timeout 10m -run TestScaledRolesSurviveClickHouseOutage ./cmd/atlas
 
 # The SLSQP baseline has tests of its own (it must solve what it claims to).
 test-bench: bench-deps
