@@ -9,36 +9,28 @@ package engine_test
 // (engine.Evaluate with one allocation) in the same run, so that solve times can be
 // quoted as "N × one evaluation".
 //
-// The generator is a copy of bench/compare/gen.go (a test package cannot import a main
-// package); with the same seeds the pools are the first benchPool problems that
-// `go run ./bench/compare` compares against SLSQP. Keep the two in step.
+// The problems come from bench/problems, the generator `go run ./bench/compare` uses:
+// with the same seeds the pools are the first benchPool problems it compares with SLSQP.
 
 import (
 	"encoding/json"
-	"fmt"
-	"math"
-	"math/rand"
-	"strconv"
 	"testing"
 
+	"github.com/atlas-mmm/atlas/bench/problems"
 	"github.com/atlas-mmm/atlas/engine"
 )
 
 const benchPool = 64
 
-type benchCase struct {
-	name    string
-	seed    int64
-	n       int    // channels
-	curves  string // "concave" or "hill" (S-shaped, alpha 1.5–3)
-	coupled bool   // two groups and a ratio on top of the bounds
-}
+type benchCase = problems.Case
 
+// The cases share bench/compare's generator: with the same seed, the pools are the first
+// problems of the comparison's cases.
 var (
-	benchConcave10        = benchCase{"concave10", 101, 10, "concave", false}
-	benchHill10           = benchCase{"hill10", 102, 10, "hill", false}
-	benchConcave1000      = benchCase{"concave1000", 105, 1000, "concave", false}
-	benchSCurves20Coupled = benchCase{"scurves20coupled", 104, 20, "hill", true}
+	benchConcave10        = benchCase{Name: "concave10", Seed: 101, N: 10, Curves: "concave"}
+	benchHill10           = benchCase{Name: "hill10", Seed: 102, N: 10, Curves: "hill"}
+	benchConcave1000      = benchCase{Name: "concave1000", Seed: 105, N: 1000, Curves: "concave"}
+	benchSCurves20Coupled = benchCase{Name: "scurves20coupled", Seed: 104, N: 20, Curves: "hill", Coupled: true}
 )
 
 // benchRequests generates a case's pool and decodes it from JSON, as every entry point
@@ -46,7 +38,7 @@ var (
 func benchRequests(b *testing.B, c benchCase) []engine.Request {
 	b.Helper()
 	var out []engine.Request
-	for _, q := range bgenerateCase(c, benchPool) {
+	for _, q := range problems.Generate(c, benchPool) {
 		data, err := json.Marshal(q)
 		if err != nil {
 			b.Fatal(err)
@@ -134,147 +126,3 @@ func BenchmarkConcave1000(b *testing.B) { benchSolve(b, benchConcave1000) }
 func BenchmarkSCurves20Coupled(b *testing.B) { benchSolve(b, benchSCurves20Coupled) }
 
 // ---- generator: a copy of bench/compare/gen.go ----
-
-func bfp(v float64) *float64 { return &v }
-
-// sig rounds v to 4 significant digits, so that the generated JSON stays readable.
-func bsig(v float64) float64 {
-	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 4, 64), 64)
-	return r
-}
-
-func buniform(rng *rand.Rand, a, b float64) float64 { return a + (b-a)*rng.Float64() }
-
-// logUniform draws from [a, b] uniformly on a log scale.
-func blogUniform(rng *rand.Rand, a, b float64) float64 {
-	return a * math.Exp(rng.Float64()*math.Log(b/a))
-}
-
-// generate makes one deterministic problem of case c from rng: a request carrying its
-// model inline. Betas are 1e5–1e6, kappas 1e4–1e5, and the total is 0.5–2 × the sum of
-// the effective kappas (kappa·(1−decay) under adstock), so that with S-curves several
-// channels sit in their convex region at the optimum.
-func bgenerate(rng *rand.Rand, c benchCase, id string) *engine.Request {
-	m := &engine.Model{ModelID: "bench-" + c.name, KPI: "revenue", Baseline: bsig(blogUniform(rng, 1e4, 1e6)),
-		Channels: map[string]engine.Channel{}}
-	names := make([]string, c.n)
-	sumKappa := 0.0
-	for i := range names {
-		names[i] = fmt.Sprintf("ch%02d", i)
-		beta := bsig(blogUniform(rng, 1e5, 1e6))
-		kappa := bsig(blogUniform(rng, 1e4, 1e5))
-		var cv engine.Curve
-		if c.curves == "hill" {
-			cv = engine.Curve{Type: "hill", Beta: bfp(beta), Alpha: bfp(bsig(buniform(rng, 1.5, 3))), Kappa: bfp(kappa)}
-		} else {
-			switch rng.Intn(5) {
-			case 0:
-				cv = engine.Curve{Type: "saturation", Beta: bfp(beta), Kappa: bfp(kappa)}
-			case 1:
-				cv = engine.Curve{Type: "exponential", Beta: bfp(beta), Kappa: bfp(kappa)}
-			case 2:
-				cv = engine.Curve{Type: "log", Beta: bfp(bsig(beta / 4)), Kappa: bfp(kappa)}
-			case 3: // scaled so that f(kappa) = beta/2
-				a := bsig(buniform(rng, 0.3, 0.9))
-				cv = engine.Curve{Type: "power", Beta: bfp(bsig(beta / 2 / math.Pow(kappa, a))), Alpha: bfp(a)}
-			default:
-				cv = engine.Curve{Type: "hill", Beta: bfp(beta), Alpha: bfp(bsig(buniform(rng, 0.5, 1))), Kappa: bfp(kappa)}
-			}
-		}
-		ch := engine.Channel{Curve: cv}
-		eff := kappa
-		if rng.Intn(3) == 0 {
-			d := bsig(buniform(rng, 0.1, 0.7))
-			ch.Adstock = &engine.Adstock{Type: "geometric", Decay: bfp(d)}
-			eff *= 1 - d
-		}
-		sumKappa += eff
-		m.Channels[names[i]] = ch
-	}
-	total := bsig(buniform(rng, 0.5, 2) * sumKappa)
-	avg := total / float64(c.n)
-
-	// The current plan: a random split of the total.
-	budget := map[string]float64{}
-	w := make([]float64, c.n)
-	ws := 0.0
-	for i := range w {
-		w[i] = buniform(rng, 0.5, 1.5)
-		ws += w[i]
-	}
-	for i, name := range names {
-		budget[name] = bsig(total * w[i] / ws)
-	}
-
-	// Channel bounds: 30% get a min of 0.1–0.6 × the average spend, 40% a max of 1.2–3 ×
-	// the average. Σ min ≤ 0.6·total, so the bounds alone are always feasible once the
-	// maxima leave room for the total.
-	lo := make([]float64, c.n)
-	hi := make([]float64, c.n)
-	for i := range names {
-		hi[i] = math.Inf(1)
-		if rng.Float64() < 0.3 {
-			lo[i] = bsig(buniform(rng, 0.1, 0.6) * avg)
-		}
-		if rng.Float64() < 0.4 {
-			hi[i] = bsig(buniform(rng, 1.2, 3) * avg)
-		}
-	}
-	cons := engine.Constraints{Total: &engine.Total{Exact: bfp(total)}}
-	if c.coupled {
-		perm := rng.Perm(c.n)
-		digital := perm[:6]   // min_share group
-		offline := perm[6:11] // absolute max group
-		num, den := perm[0], perm[11]
-		lo[num], hi[num] = 0, math.Inf(1) // the ratio's channels have no bounds of their own
-		lo[den], hi[den] = 0, math.Inf(1)
-		minShare := bsig(buniform(rng, 0.25, 0.4))
-		offMax := bsig(buniform(rng, 0.15, 0.3) * total)
-		g1 := engine.Group{Name: "digital", MinShare: bfp(minShare)}
-		for _, i := range digital {
-			g1.Channels = append(g1.Channels, names[i])
-		}
-		g2 := engine.Group{Name: "offline", Max: bfp(offMax)}
-		for _, i := range offline {
-			g2.Channels = append(g2.Channels, names[i])
-		}
-		cons.Groups = []engine.Group{g1, g2}
-		cons.Ratios = []engine.Ratio{{Numerator: names[num], Denominator: names[den],
-			Min: bfp(bsig(buniform(rng, 0.5, 1))), Max: bfp(bsig(buniform(rng, 1.5, 3)))}}
-	}
-	// Leave room for the total: with every channel capped, lift the smallest cap.
-	room := 0.0
-	for i := range hi {
-		room += math.Min(hi[i], total)
-	}
-	if room < 1.1*total {
-		hi[0] = math.Inf(1)
-	}
-	for i, name := range names {
-		var b engine.ChannelBounds
-		if lo[i] > 0 {
-			b.Min = bfp(lo[i])
-		}
-		if !math.IsInf(hi[i], 1) {
-			b.Max = bfp(hi[i])
-		}
-		if b.Min != nil || b.Max != nil {
-			if cons.Channels == nil {
-				cons.Channels = map[string]engine.ChannelBounds{}
-			}
-			cons.Channels[name] = b
-		}
-	}
-	return &engine.Request{RequestID: id, Model: m, Budget: budget, Constraints: cons,
-		Objective: engine.Objective{Type: engine.ObjMaxKPI}}
-}
-
-// generateCase makes the first n problems of case c.
-func bgenerateCase(c benchCase, n int) []*engine.Request {
-	rng := rand.New(rand.NewSource(c.seed))
-	out := make([]*engine.Request, n)
-	for i := range out {
-		out[i] = bgenerate(rng, c, fmt.Sprintf("%s-%03d", c.name, i))
-	}
-	return out
-}

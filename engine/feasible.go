@@ -305,4 +305,3 @@ func num(v float64) string {
 	}
 	return fmt.Sprintf("%.6g", v)
 }
-

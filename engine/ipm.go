@@ -35,12 +35,12 @@ type ipmResult struct {
 	active  map[int]int
 	atBound []int
 	x       []float64 // unscaled, all channels
-	y     []float64 // multipliers of equality rows (unscaled)
-	z     []float64 // multipliers of inequality rows (unscaled, ≥ 0)
-	eq    []ipmRow
-	ineq  []ipmRow
-	iters int
-	ok    bool
+	y       []float64 // multipliers of equality rows (unscaled)
+	z       []float64 // multipliers of inequality rows (unscaled, ≥ 0)
+	eq      []ipmRow
+	ineq    []ipmRow
+	iters   int
+	ok      bool
 }
 
 // ipmSolve runs the interior-point method on the relaxation r.

@@ -34,6 +34,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atlas-mmm/atlas/bench/problems"
 	"github.com/atlas-mmm/atlas/engine"
 )
 
@@ -78,7 +79,7 @@ type problemRun struct {
 }
 
 type caseReport struct {
-	c     genCase
+	c     problems.Case
 	runs  []problemRun
 	fails []string // loud problems found in this case
 	beats []string
@@ -127,7 +128,7 @@ func main() {
 	bad := false
 	for _, r := range reports {
 		for _, e := range r.errs {
-			fmt.Fprintf(os.Stderr, "compare: %s: %s\n", r.c.name, e)
+			fmt.Fprintf(os.Stderr, "compare: %s: %s\n", r.c.Name, e)
 			bad = true
 		}
 		// An engine answer that is "feasible" with its honest gap is allowed by the
@@ -150,32 +151,32 @@ func main() {
 
 func caseNames() string {
 	var s []string
-	for _, c := range cases {
-		s = append(s, c.name)
+	for _, c := range problems.Cases {
+		s = append(s, c.Name)
 	}
 	return strings.Join(s, ",")
 }
 
-func selectCases(list string) ([]genCase, error) {
+func selectCases(list string) ([]problems.Case, error) {
 	if list == "" {
-		return cases, nil
+		return problems.Cases, nil
 	}
-	var sel []genCase
+	var sel []problems.Case
 	for _, name := range strings.Split(list, ",") {
 		name = strings.TrimSpace(name)
-		i := slices.IndexFunc(cases, func(c genCase) bool { return c.name == name })
+		i := slices.IndexFunc(problems.Cases, func(c problems.Case) bool { return c.Name == name })
 		if i < 0 {
 			return nil, fmt.Errorf("unknown case %q (known: %s)", name, caseNames())
 		}
-		sel = append(sel, cases[i])
+		sel = append(sel, problems.Cases[i])
 	}
 	return sel, nil
 }
 
-func runCase(c genCase, n int, dir, python, script string, repeats, slRepeats int) *caseReport {
+func runCase(c problems.Case, n int, dir, python, script string, repeats, slRepeats int) *caseReport {
 	r := &caseReport{c: c}
-	reqs := generateCase(c, n)
-	reqPath := filepath.Join(dir, c.name+".requests.ndjson")
+	reqs := problems.Generate(c, n)
+	reqPath := filepath.Join(dir, c.Name+".requests.ndjson")
 	var buf bytes.Buffer
 	for _, q := range reqs {
 		b, err := json.Marshal(q)
@@ -198,8 +199,8 @@ func runCase(c genCase, n int, dir, python, script string, repeats, slRepeats in
 	for _, line := range lines {
 		r.runs = append(r.runs, solveEngine(line, repeats, &engOut))
 	}
-	os.WriteFile(filepath.Join(dir, c.name+".engine.ndjson"), engOut.Bytes(), 0o644)
-	fmt.Fprintf(os.Stderr, "compare: %-17s engine: %d problems in %.1fs\n", c.name, len(lines), time.Since(t0).Seconds())
+	os.WriteFile(filepath.Join(dir, c.Name+".engine.ndjson"), engOut.Bytes(), 0o644)
+	fmt.Fprintf(os.Stderr, "compare: %-17s engine: %d problems in %.1fs\n", c.Name, len(lines), time.Since(t0).Seconds())
 
 	// SLSQP on the same file.
 	t0 = time.Now()
@@ -207,8 +208,8 @@ func runCase(c genCase, n int, dir, python, script string, repeats, slRepeats in
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	slOut, err := cmd.Output()
-	os.WriteFile(filepath.Join(dir, c.name+".slsqp.ndjson"), slOut, 0o644)
-	fmt.Fprintf(os.Stderr, "compare: %-17s SLSQP:  %d problems in %.1fs\n", c.name, len(lines), time.Since(t0).Seconds())
+	os.WriteFile(filepath.Join(dir, c.Name+".slsqp.ndjson"), slOut, 0o644)
+	fmt.Fprintf(os.Stderr, "compare: %-17s SLSQP:  %d problems in %.1fs\n", c.Name, len(lines), time.Since(t0).Seconds())
 	if err != nil {
 		r.errs = append(r.errs, fmt.Sprintf("%s %s: %v: %s", python, script, err, strings.TrimSpace(stderr.String())))
 		return r
@@ -520,7 +521,7 @@ func writeReport(w io.Writer, reports []*caseReport, n, repeats, slRepeats int, 
 		st := stats(r)
 		all[i] = st
 		fmt.Fprintf(w, "| %s | %s | %s | %s / %s | %s | %s / %s | %d / %d | %d / %d | %d/%d |\n",
-			r.c.name, us(st.engMed), us(st.slMed), times(st.ratioMed), times(st.ratioOverall),
+			r.c.Name, us(st.engMed), us(st.slMed), times(st.ratioMed), times(st.ratioOverall),
 			frac(st.short, st.usable), pct(st.shortMed), pct(st.worst), st.slFailed, st.slViolated,
 			st.beats, st.aboveUB, st.engOptimal, st.n)
 	}
@@ -528,7 +529,7 @@ func writeReport(w io.Writer, reports []*caseReport, n, repeats, slRepeats int, 
 
 	for i, r := range reports {
 		st := all[i]
-		fmt.Fprintf(w, "### %s (n = %d)\n\n%s.\n\n", r.c.name, st.n, r.c.about)
+		fmt.Fprintf(w, "### %s (n = %d)\n\n%s.\n\n", r.c.Name, st.n, r.c.About)
 		if len(r.errs) > 0 {
 			fmt.Fprintf(w, "**Comparison incomplete:** %s\n\n", strings.Join(r.errs, "; "))
 		}
@@ -575,7 +576,7 @@ func loud(reports []*caseReport, dir string) {
 		if len(r.beats) == 0 && len(r.fails) == 0 {
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "\n!!!!!!!! %s: POSSIBLE ENGINE BUGS !!!!!!!!\n", r.c.name)
+		fmt.Fprintf(os.Stderr, "\n!!!!!!!! %s: POSSIBLE ENGINE BUGS !!!!!!!!\n", r.c.Name)
 		for _, f := range r.fails {
 			fmt.Fprintf(os.Stderr, "!!! %s\n", f)
 		}
@@ -597,8 +598,8 @@ func loud(reports []*caseReport, dir string) {
 			}
 		}
 		fmt.Fprintf(os.Stderr, "    (requests in %s, results in %s and %s)\n",
-			filepath.Join(dir, r.c.name+".requests.ndjson"), filepath.Join(dir, r.c.name+".engine.ndjson"),
-			filepath.Join(dir, r.c.name+".slsqp.ndjson"))
+			filepath.Join(dir, r.c.Name+".requests.ndjson"), filepath.Join(dir, r.c.Name+".engine.ndjson"),
+			filepath.Join(dir, r.c.Name+".slsqp.ndjson"))
 	}
 }
 

@@ -1,9 +1,7 @@
-package main
-
-// Problem generator. engine/bench_test.go carries a copy of this code (an external test
-// package cannot import a main package); keep the two in step so that the Go benchmarks
-// and this comparison solve the same kind of problems (with the same seeds the first
-// problems of each case are identical).
+// Package problems generates the benchmark problems shared by the engine's Go
+// benchmarks and the comparison with SLSQP (bench/compare), so that both solve the same
+// problems: with the same seed, the first problems of a case are identical.
+package problems
 
 import (
 	"fmt"
@@ -14,17 +12,18 @@ import (
 	"github.com/atlas-mmm/atlas/engine"
 )
 
-// genCase describes one family of generated problems.
-type genCase struct {
-	name    string
-	seed    int64
-	n       int    // channels
-	curves  string // "concave" or "hill" (S-shaped, alpha 1.5–3)
-	coupled bool   // two groups and a ratio on top of the bounds
-	about   string // one line for the report
+// Case describes one family of generated problems.
+type Case struct {
+	Name    string
+	Seed    int64
+	N       int    // channels
+	Curves  string // "concave" or "hill" (S-shaped, alpha 1.5–3)
+	Coupled bool   // two groups and a ratio on top of the bounds
+	About   string // one line for the report
 }
 
-var cases = []genCase{
+// Cases are the comparison's problem families.
+var Cases = []Case{
 	{"concave10", 101, 10, "concave", false,
 		"10 channels, concave curves (saturation, exponential, log, power α<1, hill α≤1; 1/3 with geometric adstock), exact total, channel min/max"},
 	{"hill10", 102, 10, "hill", false,
@@ -54,17 +53,17 @@ func logUniform(rng *rand.Rand, a, b float64) float64 {
 // model inline. Betas are 1e5–1e6, kappas 1e4–1e5, and the total is 0.5–2 × the sum of
 // the effective kappas (kappa·(1−decay) under adstock), so that with S-curves several
 // channels sit in their convex region at the optimum.
-func generate(rng *rand.Rand, c genCase, id string) *engine.Request {
-	m := &engine.Model{ModelID: "bench-" + c.name, KPI: "revenue", Baseline: sig(logUniform(rng, 1e4, 1e6)),
+func generate(rng *rand.Rand, c Case, id string) *engine.Request {
+	m := &engine.Model{ModelID: "bench-" + c.Name, KPI: "revenue", Baseline: sig(logUniform(rng, 1e4, 1e6)),
 		Channels: map[string]engine.Channel{}}
-	names := make([]string, c.n)
+	names := make([]string, c.N)
 	sumKappa := 0.0
 	for i := range names {
 		names[i] = fmt.Sprintf("ch%02d", i)
 		beta := sig(logUniform(rng, 1e5, 1e6))
 		kappa := sig(logUniform(rng, 1e4, 1e5))
 		var cv engine.Curve
-		if c.curves == "hill" {
+		if c.Curves == "hill" {
 			cv = engine.Curve{Type: "hill", Beta: fp(beta), Alpha: fp(sig(uniform(rng, 1.5, 3))), Kappa: fp(kappa)}
 		} else {
 			switch rng.Intn(5) {
@@ -92,11 +91,11 @@ func generate(rng *rand.Rand, c genCase, id string) *engine.Request {
 		m.Channels[names[i]] = ch
 	}
 	total := sig(uniform(rng, 0.5, 2) * sumKappa)
-	avg := total / float64(c.n)
+	avg := total / float64(c.N)
 
 	// The current plan: a random split of the total.
 	budget := map[string]float64{}
-	w := make([]float64, c.n)
+	w := make([]float64, c.N)
 	ws := 0.0
 	for i := range w {
 		w[i] = uniform(rng, 0.5, 1.5)
@@ -109,8 +108,8 @@ func generate(rng *rand.Rand, c genCase, id string) *engine.Request {
 	// Channel bounds: 30% get a min of 0.1–0.6 × the average spend, 40% a max of 1.2–3 ×
 	// the average. Σ min ≤ 0.6·total, so the bounds alone are always feasible once the
 	// maxima leave room for the total.
-	lo := make([]float64, c.n)
-	hi := make([]float64, c.n)
+	lo := make([]float64, c.N)
+	hi := make([]float64, c.N)
 	for i := range names {
 		hi[i] = math.Inf(1)
 		if rng.Float64() < 0.3 {
@@ -121,8 +120,8 @@ func generate(rng *rand.Rand, c genCase, id string) *engine.Request {
 		}
 	}
 	cons := engine.Constraints{Total: &engine.Total{Exact: fp(total)}}
-	if c.coupled {
-		perm := rng.Perm(c.n)
+	if c.Coupled {
+		perm := rng.Perm(c.N)
 		digital := perm[:6]   // min_share group
 		offline := perm[6:11] // absolute max group
 		num, den := perm[0], perm[11]
@@ -170,11 +169,12 @@ func generate(rng *rand.Rand, c genCase, id string) *engine.Request {
 }
 
 // generateCase makes the first n problems of case c.
-func generateCase(c genCase, n int) []*engine.Request {
-	rng := rand.New(rand.NewSource(c.seed))
+// Generate returns the first n problems of a case.
+func Generate(c Case, n int) []*engine.Request {
+	rng := rand.New(rand.NewSource(c.Seed))
 	out := make([]*engine.Request, n)
 	for i := range out {
-		out[i] = generate(rng, c, fmt.Sprintf("%s-%03d", c.name, i))
+		out[i] = generate(rng, c, fmt.Sprintf("%s-%03d", c.Name, i))
 	}
 	return out
 }
