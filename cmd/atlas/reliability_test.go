@@ -348,3 +348,64 @@ func registryFromDir(t *testing.T, data string, topics processor.Topics) []byte 
 	defer l.Close()
 	return registryJSON(t, l, topics)
 }
+
+// TestTwoProcessorsShareKafka: two processors in one consumer group split the request
+// partitions between them; together they answer every request exactly once (no crash,
+// so no redelivery).
+func TestTwoProcessorsShareKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real processes")
+	}
+	brokers := envString("ATLAS_KAFKA_BROKERS", "127.0.0.1:19092")
+	ctx := context.Background()
+	l, err := kafka.Open(ctx, kafka.Config{Brokers: strings.Split(brokers, ",")})
+	if err != nil {
+		if os.Getenv("ATLAS_KAFKA_REQUIRED") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	defer l.Close()
+	if _, err := l.EndOffsets(ctx, "__atlas_probe"); err != nil && !strings.Contains(strings.ToLower(err.Error()), "unknown") && !strings.Contains(strings.ToLower(err.Error()), "not exist") {
+		if os.Getenv("ATLAS_KAFKA_REQUIRED") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	topics := processor.Topics{Models: "two.models." + suffix, Requests: "two.requests." + suffix,
+		Results: "two.results." + suffix, DeadLetters: "two.dead." + suffix}
+	flags := []string{"--log", "kafka", "--kafka-brokers", brokers, "--topic-models", topics.Models,
+		"--topic-requests", topics.Requests, "--topic-results", topics.Results, "--topic-deadletter", topics.DeadLetters}
+	const n = 4000
+	reqs := writeRequests(t, t.TempDir(), n)
+	for _, f := range []string{"../../examples/acme-model.json", reqs} {
+		if out, err := atlasCmd(t, append(append([]string{"produce"}, flags...), f)...).CombinedOutput(); err != nil {
+			t.Fatalf("produce %s: %v\n%s", f, err, out)
+		}
+	}
+	group := "two-" + suffix
+	a := startProcessor(t, append(flags, "--group", group)...)
+	b := startProcessor(t, append(flags, "--group", group)...)
+	defer func() {
+		for _, p := range []*procRun{a, b} {
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			p.cmd.Wait()
+		}
+	}()
+	deadline := time.Now().Add(120 * time.Second)
+	for answered(a.addr)+answered(b.addr) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d + %d of %d answered\n%s\n%s", answered(a.addr), answered(b.addr), n, tailOf(a.stderr), tailOf(b.stderr))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	na, nb := answered(a.addr), answered(b.addr)
+	if na == 0 || nb == 0 {
+		t.Fatalf("one processor did all the work (%d / %d): the group did not share the partitions", na, nb)
+	}
+	// A rebalance while the second member joins may redeliver uncommitted requests
+	// (at least once): repeats are allowed, but must be byte-identical (checkResults).
+	events := checkResults(t, l, topics, n)
+	t.Logf("processors answered %d and %d requests; %d result events", na, nb, events)
+}
