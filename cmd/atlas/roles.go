@@ -137,10 +137,19 @@ func runAPI(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := api.Config{Log: o.log, Store: st, Topics: lc.topics, DefaultModel: *defModel, Logger: logger,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), OpenAPI: schemas.OpenAPI(),
-		Checks: map[string]api.Check{"log": func(ctx context.Context) error {
-			_, err := o.log.EndOffsets(ctx, lc.topics.Requests)
-			return err
-		}}}
+		Checks: map[string]api.Check{
+			"log": func(ctx context.Context) error {
+				_, err := o.log.EndOffsets(ctx, lc.topics.Requests)
+				return err
+			},
+			"models loaded": func(ctx context.Context) error {
+				ms, err := st.Models(ctx)
+				if err == nil && len(ms) == 0 {
+					err = errors.New("no model published yet")
+				}
+				return err
+			},
+		}}
 	if o.nc != nil {
 		cfg.Live = natsResults{o.nc}
 		cfg.Checks["nats"] = func(context.Context) error {
