@@ -379,11 +379,12 @@ func TestTwoProcessorsShareKafka(t *testing.T) {
 		"--topic-requests", topics.Requests, "--topic-results", topics.Results, "--topic-deadletter", topics.DeadLetters}
 	const n = 4000
 	reqs := writeRequests(t, t.TempDir(), n)
-	for _, f := range []string{"../../examples/acme-model.json", reqs} {
+	produce := func(f string) {
 		if out, err := atlasCmd(t, append(append([]string{"produce"}, flags...), f)...).CombinedOutput(); err != nil {
 			t.Fatalf("produce %s: %v\n%s", f, err, out)
 		}
 	}
+	produce("../../examples/acme-model.json")
 	group := "two-" + suffix
 	a := startProcessor(t, append(flags, "--group", group)...)
 	b := startProcessor(t, append(flags, "--group", group)...)
@@ -393,6 +394,25 @@ func TestTwoProcessorsShareKafka(t *testing.T) {
 			p.cmd.Wait()
 		}
 	}()
+	// Both members must be in the group before the requests arrive, or the first may
+	// answer them all before the group rebalances (that is allowed, but not this test).
+	for _, p := range []*procRun{a, b} {
+		for deadline := time.Now().Add(60 * time.Second); ; {
+			resp, err := http.Get("http://" + p.addr + "/ready")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("processor not ready\n%s", tailOf(p.stderr))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	time.Sleep(8 * time.Second) // the group's rebalance (session and rebalance timeouts)
+	produce(reqs)
 	deadline := time.Now().Add(120 * time.Second)
 	for answered(a.addr)+answered(b.addr) < n {
 		if time.Now().After(deadline) {
