@@ -372,14 +372,19 @@ func (p *Processor) handle(m streams.Message) output {
 		return output{dead: true, record: deadLetter(m, err.Error())}
 	}
 	metrics.Events.WithLabelValues(env.Type).Inc()
-	requestID := env.RequestID()
 	req, err := engine.DecodeRequest(env.Data)
 	if err != nil {
 		var fes engine.FieldErrors
 		if !errors.As(err, &fes) {
 			fes = engine.FieldErrors{{Message: err.Error()}}
 		}
-		return p.reject(m, env, requestID, fes, "", "")
+		return p.reject(m, env, env.RequestID(), fes, "", "")
+	}
+	// The request's own id, or the event's when it has none (as env.RequestID(), without
+	// parsing the data a second time).
+	requestID := req.RequestID
+	if requestID == "" {
+		requestID = env.ID
 	}
 	req.RequestID = requestID
 	method := req.Objective.Type
