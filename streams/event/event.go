@@ -442,11 +442,30 @@ func EncodeTrusted(typ, source, subject, id string, t time.Time, data any) ([]by
 	if err != nil {
 		return nil, fmt.Errorf("event: %s data: %w", typ, err)
 	}
-	e := Envelope{SpecVersion: SpecVersion, ID: id, Source: source, Type: typ, Subject: subject,
-		DataContentType: ContentType, Data: raw}
-	if !t.IsZero() {
-		e.Time = t.UTC()
+	// Assembled by hand, in MarshalJSON's field order: data is already compact JSON from
+	// the encoder, and encoding/json would validate and compact it once more.
+	out := make([]byte, 0, len(raw)+256)
+	str := func(name, v string) {
+		out = append(out, '"')
+		out = append(out, name...)
+		out = append(out, `":`...)
+		q, _ := marshal(v) // a string always marshals
+		out = append(out, q...)
+		out = append(out, ',')
 	}
-	type plain Envelope
-	return marshal(plain(e))
+	out = append(out, '{')
+	str("specversion", SpecVersion)
+	str("id", id)
+	str("source", source)
+	str("type", typ)
+	if !t.IsZero() {
+		out = append(out, `"time":"`...)
+		out = t.UTC().AppendFormat(out, time.RFC3339Nano)
+		out = append(out, `",`...)
+	}
+	str("subject", subject)
+	str("datacontenttype", ContentType)
+	out = append(out, `"data":`...)
+	out = append(out, raw...)
+	return append(out, '}'), nil
 }
