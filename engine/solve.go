@@ -71,8 +71,7 @@ func (pm *Prepared) Solve(req *Request) (res Result) {
 		objType = ObjMaxKPI
 	}
 	res.Objective = objType
-	res.Current = p.evaluate(p.budget)
-	res.Current.Channels = nil // the current plan's totals are enough next to the new plan
+	res.Current = p.totals(p.budget) // the current plan's totals are enough next to the new plan
 
 	if msg := s.infeasibleLinear(); msg != "" {
 		res.Status = StatusInfeasible
@@ -481,7 +480,18 @@ func (s *session) atBound(i int, x float64) string {
 	return ""
 }
 
-// evaluate computes a plan's spend and KPIs.
+// totals computes a plan's spend and KPIs, without the per-channel detail.
+func (p *problem) totals(x []float64) *Evaluation {
+	ev := &Evaluation{Expected: make(map[string]float64, len(p.kpiNames))}
+	for k, name := range p.kpiNames {
+		ev.Expected[name] = p.baseline[k] + p.kpiValue(k, x)
+	}
+	ev.TotalSpend = sum(x)
+	return ev
+}
+
+// evaluate computes a plan's spend and KPIs, and each channel's response, ROI and
+// marginal ROI.
 func (p *problem) evaluate(x []float64) *Evaluation {
 	ev := &Evaluation{Expected: make(map[string]float64, len(p.kpiNames)), Channels: make(map[string]ChannelResult, p.n())}
 	for k, name := range p.kpiNames {
