@@ -134,6 +134,7 @@ func (r *row) eval(x []float64) float64 {
 // It is immutable and safe for concurrent use; a processor keeps one per model version.
 type Prepared struct {
 	model    *Model
+	labels   []boundLabels // per channel, for at_bound and messages
 	names    []string
 	index    map[string]int
 	kpiNames []string
@@ -171,9 +172,17 @@ func Prepare(m *Model) (*Prepared, error) {
 			}
 		}
 	}
+	pm.labels = make([]boundLabels, len(pm.names))
+	for i, name := range pm.names {
+		base := "constraints.channels." + name
+		pm.labels[i] = boundLabels{base: base, min: base + ".min", max: base + ".max", fixed: base + ".fixed"}
+	}
 	pm.hash = ModelHash(m)
 	return pm, nil
 }
+
+// boundLabels name a channel's bounds in messages.
+type boundLabels struct{ base, min, max, fixed string }
 
 // Model returns the model this was prepared from.
 func (pm *Prepared) Model() *Model { return pm.model }
@@ -315,27 +324,34 @@ func compile(pm *Prepared, req *Request) (*problem, FieldErrors) {
 		}
 		return *v, true
 	}
-	for _, name := range sortedKeys(c.Channels) {
-		b := c.Channels[name]
-		base := "constraints.channels." + name
-		i, ok := known(base, name)
+	// In channel order (no sort), with the labels prepared with the model.
+	seen := 0
+	for i, name := range p.names {
+		b, ok := c.Channels[name]
 		if !ok {
 			continue
 		}
-		mn, hasMin := amount(base+".min", b.Min)
-		mx, hasMax := amount(base+".max", b.Max)
+		seen++
+		lb := &pm.labels[i]
+		mn, hasMin := amount(lb.min, b.Min)
+		mx, hasMax := amount(lb.max, b.Max)
 		if hasMin && hasMax && mn > mx {
-			add(base, "min %g exceeds max %g", mn, mx)
+			add(lb.base, "min %g exceeds max %g", mn, mx)
 		}
 		if hasMin {
-			raiseLo(i, mn, base+".min")
+			raiseLo(i, mn, lb.min)
 		}
 		if hasMax {
-			lowerHi(i, mx, base+".max")
+			lowerHi(i, mx, lb.max)
 		}
 		if b.Fixed {
-			raiseLo(i, p.budget[i], base+".fixed")
-			lowerHi(i, p.budget[i], base+".fixed")
+			raiseLo(i, p.budget[i], lb.fixed)
+			lowerHi(i, p.budget[i], lb.fixed)
+		}
+	}
+	if seen < len(c.Channels) {
+		for _, name := range sortedKeys(c.Channels) {
+			known("constraints.channels."+name, name)
 		}
 	}
 	if c.MaxChange != nil {
