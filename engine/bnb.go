@@ -203,7 +203,11 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 		}
 		ub = math.Min(ub, nd.ub)
 		consider(x)
-		consider(p.roundBridges(r, x, &out))
+		if out.x == nil || len(p.floors) > 0 {
+			// With an incumbent, the node's own point and its children refine it; the
+			// rounding heuristic (a second relaxation per node) is kept for finding one.
+			consider(p.roundBridges(r, x, &out))
+		}
 		if out.x != nil && gapOK(ub) {
 			prunedUB = math.Max(prunedUB, ub)
 			continue
