@@ -192,25 +192,61 @@ func (p *Processor) Run(ctx context.Context) error {
 	log.Info().Str("topic", p.cfg.Topics.Requests).Str("group", p.cfg.Group).Msg("processing requests")
 	lagTick := time.NewTicker(time.Second)
 	defer lagTick.Stop()
+
+	// Two stages: this goroutine fetches and solves batch k+1 while the writer appends
+	// and commits batch k, so solving overlaps the log's round trips. Batches are written
+	// in order, one at a time; a write failure stops the processor (what was not
+	// committed is delivered again).
+	writes := make(chan solved, 1)
+	writeErr := make(chan error, 1)
+	// Writes finish even when ctx has ended: the batch's work is done and cheap to save.
+	wctx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWrites()
+	go func() {
+		defer close(writeErr)
+		for sb := range writes {
+			if err := p.writeBatch(wctx, sub, sb); err != nil {
+				writeErr <- err
+				for range writes { // drop the rest; they will be redelivered
+				}
+				return
+			}
+		}
+	}()
+	stop := func(err error) error {
+		close(writes)
+		t := time.AfterFunc(30*time.Second, cancelWrites) // the grace period
+		defer t.Stop()
+		if werr := <-writeErr; werr != nil && err == nil {
+			err = werr
+		}
+		if err == nil {
+			log.Info().Msg("processor stopped")
+		}
+		return err
+	}
 	for {
 		batch, err := p.fetchBatch(ctx, sub)
 		if len(batch) > 0 {
-			// Finish the batch even when ctx has just ended: its work is done or cheap.
-			done, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			herr := p.handleBatch(done, sub, batch)
-			cancel()
-			if herr != nil {
-				return herr
+			sb, serr := p.solveBatch(wctx, batch)
+			if serr != nil {
+				return stop(serr)
+			}
+			select {
+			case writes <- sb:
+			case werr := <-writeErr:
+				return stop(werr)
 			}
 		}
 		if ctx.Err() != nil {
-			log.Info().Msg("processor stopped")
-			return nil
+			return stop(nil)
 		}
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("fetching requests: %w", err)
+			return stop(fmt.Errorf("fetching requests: %w", err))
 		}
 		select {
+		case werr := <-writeErr:
+			return stop(werr)
 		case <-lagTick.C:
 			p.updateLag(ctx)
 		default:
@@ -251,13 +287,21 @@ type output struct {
 	modelErr  bool // no such model (yet): worth a registry refresh and a second try
 }
 
-func (p *Processor) handleBatch(ctx context.Context, sub streams.Subscription, batch []streams.Message) error {
+// solved is a batch whose answers are computed and waiting to be written.
+type solved struct {
+	batch []streams.Message
+	outs  []output
+}
+
+// solveBatch computes the answers of a batch (in parallel), refreshing the registry as
+// needed.
+func (p *Processor) solveBatch(ctx context.Context, batch []streams.Message) (solved, error) {
 	p.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
 	p.mu.Lock()
 	if time.Since(p.lastSync) >= p.cfg.ModelRefresh {
 		if err := p.syncModelsLocked(ctx); err != nil {
 			p.mu.Unlock()
-			return err
+			return solved{}, err
 		}
 	}
 	p.mu.Unlock()
@@ -271,14 +315,20 @@ func (p *Processor) handleBatch(ctx context.Context, sub streams.Subscription, b
 	}
 	if len(retry) > 0 {
 		if err := p.SyncModels(ctx); err != nil {
-			return err
+			return solved{}, err
 		}
 		for _, i := range retry {
 			outs[i] = p.handle(batch[i])
 		}
 	}
+	return solved{batch: batch, outs: outs}, nil
+}
+
+// writeBatch appends a solved batch's results and dead letters, notifies listeners, and
+// only then commits its requests: at least once.
+func (p *Processor) writeBatch(ctx context.Context, sub streams.Subscription, sb solved) error {
 	var results, dead []streams.Record
-	for _, o := range outs {
+	for _, o := range sb.outs {
 		if o.dead {
 			dead = append(dead, o.record)
 		} else {
@@ -297,7 +347,7 @@ func (p *Processor) handleBatch(ctx context.Context, sub streams.Subscription, b
 		p.cfg.Metrics.DeadLetters.WithLabelValues(p.cfg.Topics.Requests).Add(float64(len(dead)))
 	}
 	if n := p.cfg.Notifier; n != nil {
-		for _, o := range outs {
+		for _, o := range sb.outs {
 			if !o.dead {
 				if err := n.Notify(ctx, o.requestID, o.record.Value); err != nil {
 					p.cfg.Logger.Warn().Err(err).Str("request_id", o.requestID).Msg("live notification failed")
@@ -305,11 +355,11 @@ func (p *Processor) handleBatch(ctx context.Context, sub streams.Subscription, b
 			}
 		}
 	}
-	if err := sub.Commit(ctx, batch...); err != nil {
+	if err := sub.Commit(ctx, sb.batch...); err != nil {
 		return fmt.Errorf("committing requests: %w", err)
 	}
 	p.mu.Lock()
-	for _, m := range batch {
+	for _, m := range sb.batch {
 		if m.Offset+1 > p.consumed[m.Partition] {
 			p.consumed[m.Partition] = m.Offset + 1
 		}
