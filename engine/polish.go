@@ -74,27 +74,14 @@ func (r *relax) polish(res *ipmResult) []float64 {
 			if infNorm(resid) == 0 {
 				break
 			}
-			G := make([]float64, m*m)
-			dense := make([]float64, n)
-			for a, ra := range rows {
-				for j, i := range ra.idx {
-					if freeVar[i] {
-						dense[i] = ra.coef[j]
-					}
+			w := make([]float64, n)
+			for i := range w {
+				if freeVar[i] {
+					w[i] = 1
 				}
-				for b := a; b < m; b++ {
-					v := 0.0
-					for j, i := range rows[b].idx {
-						v += rows[b].coef[j] * dense[i]
-					}
-					G[a*m+b], G[b*m+a] = v, v
-				}
-				for _, i := range ra.idx {
-					dense[i] = 0
-				}
-				G[a*m+a] += 1e-12 * (1 + G[a*m+a])
 			}
-			if !cholesky(G, m) {
+			G, _, ok := weightedGram(m, n, func(a int) ([]int, []float64) { return rows[a].idx, rows[a].coef }, w, nil, 1e-12)
+			if !ok {
 				break
 			}
 			cholSolve(G, m, resid)
@@ -133,29 +120,8 @@ func (r *relax) polish(res *ipmResult) []float64 {
 				}
 				hinv[i] = 1 / h
 			}
-			G := make([]float64, m*m)
-			rhs := make([]float64, m)
-			dense := make([]float64, n)
-			for a, ra := range rows {
-				for j, i := range ra.idx {
-					if freeVar[i] {
-						dense[i] = ra.coef[j] * hinv[i]
-						rhs[a] += ra.coef[j] * hinv[i] * g[i]
-					}
-				}
-				for b := a; b < m; b++ {
-					v := 0.0
-					for j, i := range rows[b].idx {
-						v += rows[b].coef[j] * dense[i]
-					}
-					G[a*m+b], G[b*m+a] = v, v
-				}
-				for _, i := range ra.idx {
-					dense[i] = 0
-				}
-				G[a*m+a] += 1e-12 * (1 + G[a*m+a])
-			}
-			if !cholesky(G, m) {
+			G, rhs, ok := weightedGram(m, n, func(a int) ([]int, []float64) { return rows[a].idx, rows[a].coef }, hinv, g, 1e-12)
+			if !ok {
 				break
 			}
 			cholSolve(G, m, rhs)
@@ -308,29 +274,8 @@ func (r *relax) activeBound(x []float64) float64 {
 	if nfree == 0 {
 		return math.Inf(1)
 	}
-	G := make([]float64, m*m)
-	rhs := make([]float64, m)
-	dense := make([]float64, n)
-	for a, ra := range rows {
-		for j, i := range ra.idx {
-			if free[i] {
-				dense[i] = ra.coef[j] * wt[i]
-				rhs[a] += ra.coef[j] * wt[i] * g[i]
-			}
-		}
-		for b := a; b < m; b++ {
-			v := 0.0
-			for j, i := range rows[b].idx {
-				v += rows[b].coef[j] * dense[i]
-			}
-			G[a*m+b], G[b*m+a] = v, v
-		}
-		for _, i := range ra.idx {
-			dense[i] = 0
-		}
-		G[a*m+a] += 1e-13 * (1 + G[a*m+a])
-	}
-	if !cholesky(G, m) {
+	G, rhs, ok := weightedGram(m, n, func(a int) ([]int, []float64) { return rows[a].idx, rows[a].coef }, wt, g, 1e-13)
+	if !ok {
 		return math.Inf(1)
 	}
 	cholSolve(G, m, rhs)
@@ -359,4 +304,41 @@ func (r *relax) activeBound(x []float64) float64 {
 		bound += r.chanVal(i, coef, xi) - lam[i]*xi
 	}
 	return bound
+}
+
+// weightedGram forms and factors G = A·diag(w)·Aᵀ over the m rows given by row (channel
+// indices and coefficients), with a relative ridge on the diagonal, and returns it with
+// rhs = A·diag(w)·g (nil when g is). Channels with w = 0 take no part. It reports false
+// when G is not positive definite.
+func weightedGram(m, n int, row func(a int) ([]int, []float64), w, g []float64, ridge float64) ([]float64, []float64, bool) {
+	G := make([]float64, m*m)
+	var rhs []float64
+	if g != nil {
+		rhs = make([]float64, m)
+	}
+	dense := make([]float64, n)
+	for a := 0; a < m; a++ {
+		ia, ca := row(a)
+		for j, i := range ia {
+			if w[i] != 0 {
+				dense[i] = ca[j] * w[i]
+				if g != nil {
+					rhs[a] += ca[j] * w[i] * g[i]
+				}
+			}
+		}
+		for b := a; b < m; b++ {
+			ib, cb := row(b)
+			v := 0.0
+			for j, i := range ib {
+				v += cb[j] * dense[i]
+			}
+			G[a*m+b], G[b*m+a] = v, v
+		}
+		for _, i := range ia {
+			dense[i] = 0
+		}
+		G[a*m+a] += ridge * (1 + G[a*m+a])
+	}
+	return G, rhs, cholesky(G, m)
 }
