@@ -78,6 +78,22 @@ func DecodeRequest(data []byte) (Request, error) {
 // generic form that reports the exact path of the first unknown (or miscased) key, wrong
 // type or out-of-range number.
 func decodeStrict(data []byte, v any) error {
+	// Fast path: when every object key is plain lowercase ASCII ([a-z0-9_], as all of
+	// Atlas's field names are), encoding/json's case-insensitive matching can only match a
+	// key exactly, so one strict pass with DisallowUnknownFields is exact. Anything else
+	// (a channel named "TV", an escape in a key, an error) takes the walk below, which also
+	// names the field of any error.
+	if plainKeys(data) {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err == nil {
+			if _, err := dec.Token(); err == io.EOF {
+				return nil
+			}
+		}
+		rv := reflect.ValueOf(v).Elem()
+		rv.Set(reflect.Zero(rv.Type())) // the slow path starts from scratch
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var generic any
@@ -310,4 +326,43 @@ func (t Total) MarshalJSON() ([]byte, error) {
 		Min *float64 `json:"min,omitempty"`
 		Max *float64 `json:"max,omitempty"`
 	}{t.Min, t.Max})
+}
+
+// plainKeys reports whether every object key in the JSON text consists of [a-z0-9_] only
+// (no escapes). It is a lexical scan: a string followed by ':' is a key.
+func plainKeys(data []byte) bool {
+	for i := 0; i < len(data); i++ {
+		if data[i] != '"' {
+			continue
+		}
+		start := i + 1
+		plain := true
+		j := start
+		for ; j < len(data); j++ {
+			c := data[j]
+			if c == '\\' {
+				plain = false
+				j++ // skip the escaped byte
+				continue
+			}
+			if c == '"' {
+				break
+			}
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+				plain = false
+			}
+		}
+		if j >= len(data) {
+			return false // unterminated: let the slow path report it
+		}
+		k := j + 1
+		for k < len(data) && (data[k] == ' ' || data[k] == '\t' || data[k] == '\n' || data[k] == '\r') {
+			k++
+		}
+		if k < len(data) && data[k] == ':' && !plain {
+			return false
+		}
+		i = j
+	}
+	return true
 }
