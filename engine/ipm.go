@@ -172,7 +172,6 @@ func (r *relax) ipmSolve() ipmResult {
 	rd, rc, rp := make([]float64, nf), make([]float64, nq), make([]float64, ne)
 	dx, ds, dz, dzl, dzu, dy := make([]float64, nf), make([]float64, nq), make([]float64, nq), make([]float64, nf), make([]float64, nf), make([]float64, ne)
 	adx, ads, adz, adzl, adzu := make([]float64, nf), make([]float64, nq), make([]float64, nq), make([]float64, nf), make([]float64, nf)
-	coef := make([]float64, len(p.kpiNames))
 	floorHess := make([]float64, nf)
 
 	evalRows := func() {
@@ -535,7 +534,6 @@ func (r *relax) ipmSolve() ipmResult {
 			break
 		}
 	}
-	_ = coef
 	copy(x, bx)
 	copy(y, by)
 	copy(z, bz)

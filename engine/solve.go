@@ -385,7 +385,6 @@ func (s *session) targetROI(roi float64) solved {
 		return out, &q, out.x != nil && out.value >= roi*sum(out.x)*(1-1e-12)
 	}
 	bestOut, bestQ, ok := at(top)
-	bestS := top
 	if !ok {
 		// scan down for a spend that meets the ROI, then bisect the crossing
 		const steps = 32
@@ -396,11 +395,11 @@ func (s *session) targetROI(roi float64) solved {
 			out, q, ok := at(S)
 			if ok {
 				lo, hi := S, prev
-				bestOut, bestQ, bestS, found = out, q, S, true
+				bestOut, bestQ, found = out, q, true
 				for it := 0; it < 200 && hi-lo > s.gap*hi && !s.exhausted(); it++ {
 					mid := lo + (hi-lo)/2
 					if o, qq, ok := at(mid); ok {
-						lo, bestOut, bestQ, bestS = mid, o, qq, mid
+						lo, bestOut, bestQ = mid, o, qq
 					} else {
 						hi = mid
 					}
@@ -413,7 +412,6 @@ func (s *session) targetROI(roi float64) solved {
 			return solved{status: StatusInfeasible, messages: []string{fmt.Sprintf("no spend between %s and %s reaches an ROI of %g", num(bot), num(top), roi)}}
 		}
 	}
-	_ = bestS
 	scale := bestQ.gapScale(bestOut.x, bestOut.value)
 	ub := boundSlack(math.Max(bestOut.ub, bestOut.value), scale)
 	st := StatusFeasible
