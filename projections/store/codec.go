@@ -231,3 +231,35 @@ func SplitSQL(script string) []string {
 	}
 	return out
 }
+
+// ResultFilter turns a query's filters and cursor into SQL conditions (to be joined with
+// AND) and their arguments, for the stores' results tables: it is the same SQL in
+// SQLite and ClickHouse. Values are always arguments, never text in the query.
+func ResultFilter(q ResultQuery) (where []string, args []any, err error) {
+	if q.ModelID != "" {
+		where = append(where, "model_id = ?")
+		args = append(args, q.ModelID)
+	}
+	if q.Status != "" {
+		where = append(where, "status = ?")
+		args = append(args, q.Status)
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "result_time_ns >= ?")
+		args = append(args, UnixNanos(q.Since))
+	}
+	if !q.Until.IsZero() {
+		where = append(where, "result_time_ns < ?")
+		args = append(args, UnixNanos(q.Until))
+	}
+	if q.Cursor != "" {
+		c, err := DecodeCursor(q.Cursor)
+		if err != nil {
+			return nil, nil, err
+		}
+		// keyset pagination on (result_time_ns, request_id), newest first
+		where = append(where, "(result_time_ns < ? OR (result_time_ns = ? AND request_id < ?))")
+		args = append(args, c.TimeNanos, c.TimeNanos, c.RequestID)
+	}
+	return where, args, nil
+}

@@ -622,31 +622,9 @@ func (s *Store) Result(ctx context.Context, requestID string) (store.Result, boo
 // Results lists results newest first, a page at a time.
 func (s *Store) Results(ctx context.Context, q store.ResultQuery) ([]store.Result, string, error) {
 	limit := store.Limit(q.Limit)
-	var where []string
-	var args []any
-	if q.ModelID != "" {
-		where = append(where, "model_id = ?")
-		args = append(args, q.ModelID)
-	}
-	if q.Status != "" {
-		where = append(where, "status = ?")
-		args = append(args, q.Status)
-	}
-	if !q.Since.IsZero() {
-		where = append(where, "result_time_ns >= ?")
-		args = append(args, store.UnixNanos(q.Since))
-	}
-	if !q.Until.IsZero() {
-		where = append(where, "result_time_ns < ?")
-		args = append(args, store.UnixNanos(q.Until))
-	}
-	if q.Cursor != "" {
-		c, err := store.DecodeCursor(q.Cursor)
-		if err != nil {
-			return nil, "", err
-		}
-		where = append(where, "(result_time_ns < ? OR (result_time_ns = ? AND request_id < ?))")
-		args = append(args, c.TimeNanos, c.TimeNanos, c.RequestID)
+	where, args, err := store.ResultFilter(q)
+	if err != nil {
+		return nil, "", err
 	}
 	query := resultSelect
 	if len(where) > 0 {
