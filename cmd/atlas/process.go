@@ -38,8 +38,7 @@ func runProcess(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wr
 	}
 	defer o.close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newMetricsRegistry()
 	cfg := processor.Config{Log: o.log, Topics: lc.topics, Group: *group, Partitions: lc.partitions,
 		DefaultModel: *defModel, Logger: logger, Metrics: processor.NewMetrics(reg), BatchSize: *batch}
 	if o.nc != nil {
@@ -90,4 +89,12 @@ func serveOps(addr string, reg *prometheus.Registry, ready func() bool) (*http.S
 	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	return srv, nil
+}
+
+// newMetricsRegistry is a role's Prometheus registry with the Go runtime and process
+// collectors.
+func newMetricsRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/atlas-mmm/atlas/projections"
@@ -91,8 +89,7 @@ func runProject(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wr
 	defer st.Close()
 	proj := &projections.Projector{Log: o.log, Store: st, Topics: lc.topics, Logger: logger}
 	if *metricsAddr != "" {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg := newMetricsRegistry()
 		srv, err := serveOps(*metricsAddr, reg, proj.CaughtUp)
 		if err != nil {
 			logger.Error().Err(err).Msg("cannot listen for metrics")
@@ -133,8 +130,7 @@ func runAPI(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 		return 1
 	}
 	defer st.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newMetricsRegistry()
 	cfg := api.Config{Log: o.log, Store: st, Topics: lc.topics, DefaultModel: *defModel, Logger: logger,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), OpenAPI: schemas.OpenAPI(),
 		Checks: map[string]api.Check{

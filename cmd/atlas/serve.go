@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/atlas-mmm/atlas/projections"
@@ -64,8 +62,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		}
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newMetricsRegistry()
 	proc, err := processor.New(processor.Config{Log: o.log, Topics: lc.topics, Partitions: lc.partitions,
 		DefaultModel: *defModel, Logger: lc.logger(stderr, "processor"), Metrics: processor.NewMetrics(reg),
 		Notifier: natsNotifier{o.nc}})
