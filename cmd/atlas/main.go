@@ -28,7 +28,8 @@ func commands() map[string]command {
 		"project": {"run the projector (log into the read models)", runProject},
 		"api":     {"run the query API", runAPI},
 		"serve":   {"run everything in one process on the embedded defaults (log, processor, projector, API)", runServe},
-		"version": {"print the version", runVersion},
+		"version": {"print the version, build date and Go version: atlas version [--json]", runVersion},
+		"config":  {"print the effective configuration of a role: atlas config print [ROLE] [--config FILE] [flags]", runConfig},
 	}
 }
 

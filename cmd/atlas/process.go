@@ -27,7 +27,7 @@ func runProcess(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wr
 	defModel := fs.String("default-model", envString("ATLAS_DEFAULT_MODEL", ""), "model for requests that name none (default: the latest published) [ATLAS_DEFAULT_MODEL]")
 	metricsAddr := fs.String("metrics-addr", envString("ATLAS_METRICS_ADDR", ":9090"), "address of /metrics, /health and /ready (empty: off) [ATLAS_METRICS_ADDR]")
 	batch := fs.Int("batch", envInt("ATLAS_BATCH", 512), "requests per batch [ATLAS_BATCH]")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return 2
 	}
 	logger := lc.logger(stderr, "processor")

@@ -33,7 +33,7 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fmt.Fprintln(stderr, "Usage: atlas produce [flags] [FILE...|-]\n\nPublishes one event per NDJSON line (CloudEvents, or bare models and requests).")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return 2
 	}
 	o, err := lc.open(ctx)

@@ -71,7 +71,7 @@ func runProject(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wr
 	lc.register(fs)
 	sc.register(fs)
 	metricsAddr := fs.String("metrics-addr", envString("ATLAS_METRICS_ADDR", ":9091"), "address of /metrics, /health and /ready [ATLAS_METRICS_ADDR]")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return 2
 	}
 	logger := lc.logger(stderr, "projector")
@@ -114,7 +114,7 @@ func runAPI(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	sc.register(fs)
 	httpAddr := fs.String("http-addr", envString("ATLAS_HTTP_ADDR", ":8000"), "address of the API [ATLAS_HTTP_ADDR]")
 	defModel := fs.String("default-model", envString("ATLAS_DEFAULT_MODEL", ""), "model for what-if requests that name none [ATLAS_DEFAULT_MODEL]")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return 2
 	}
 	logger := lc.logger(stderr, "api")

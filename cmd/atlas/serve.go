@@ -35,7 +35,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	httpAddr := fs.String("http-addr", envString("ATLAS_HTTP_ADDR", ":8000"), "address of the API [ATLAS_HTTP_ADDR]")
 	defModel := fs.String("default-model", envString("ATLAS_DEFAULT_MODEL", ""), "model for requests that name none (default: the latest published) [ATLAS_DEFAULT_MODEL]")
 	demo := fs.String("demo-model", envString("ATLAS_DEMO_MODEL", ""), "model file published on first start, when no model exists yet [ATLAS_DEMO_MODEL]")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return 2
 	}
 	logger := lc.logger(stderr, "serve")

@@ -30,7 +30,7 @@ func runSolve(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fmt.Fprintln(stderr, "Usage: atlas solve [--model FILE] [FILE|-]\n\nReads optimization requests (one JSON document, or NDJSON) and writes one result per line.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 1 {

@@ -20,7 +20,7 @@ func runTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	fromStart := fs.Bool("from-beginning", false, "start at the first result instead of the next one")
 	follow := fs.Bool("follow", true, "keep waiting for new results (false: stop at the end of the log)")
 	topic := fs.String("topic", "", "topic to follow (default: the result topic)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return 2
 	}
 	o, err := lc.open(ctx)
