@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"api":     {"run the query API", runAPI},
 		"serve":   {"run everything in one process on the embedded defaults (log, processor, projector, API)", runServe},
 		"version": {"print the version, build date and Go version: atlas version [--json]", runVersion},
+		"smoke":   {"run the deployment smoke tests against a running API: atlas smoke --url URL", runSmoke},
 		"config":  {"print the effective configuration of a role: atlas config print [ROLE] [--config FILE] [flags]", runConfig},
 	}
 }
