@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,12 +21,22 @@ import (
 	"github.com/atlas-mmm/atlas/streams/processor"
 )
 
-// Configuration comes from flags, then ATLAS_* environment variables, then defaults: a
-// flag given on the command line wins, else the variable named next to it in -h.
+// Configuration comes from flags, then ATLAS_* environment variables, then the --config
+// file (configfile.go), then defaults: a flag given on the command line wins, else the
+// variable named at the end of its usage in -h, else the file.
 
 func envString(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {
 		return v
+	}
+	return def
+}
+
+func envBool(name string, def bool) bool {
+	if v, ok := os.LookupEnv(name); ok {
+		if b, err := strconv.ParseBool(v); err == nil {
+			return b
+		}
 	}
 	return def
 }
@@ -46,6 +59,17 @@ type logConfig struct {
 	partitions int
 	topics     processor.Topics
 	logLevel   string
+
+	kafkaTLS  tlsFlags
+	kafkaSASL string // mechanism: plain, scram-sha-256 or scram-sha-512
+	kafkaUser string
+	kafkaPass string
+
+	natsTLS   tlsFlags
+	natsUser  string
+	natsPass  string
+	natsToken string
+	natsCreds string
 }
 
 func (c *logConfig) register(fs *flag.FlagSet) {
@@ -60,6 +84,106 @@ func (c *logConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.topics.Results, "topic-results", envString("ATLAS_TOPIC_RESULTS", def.Results), "result topic [ATLAS_TOPIC_RESULTS]")
 	fs.StringVar(&c.topics.DeadLetters, "topic-deadletter", envString("ATLAS_TOPIC_DEADLETTER", def.DeadLetters), "dead-letter topic [ATLAS_TOPIC_DEADLETTER]")
 	fs.StringVar(&c.logLevel, "log-level", envString("ATLAS_LOG_LEVEL", "info"), "debug, info, warn or error [ATLAS_LOG_LEVEL]")
+
+	c.kafkaTLS.register(fs, "kafka", "Kafka")
+	fs.StringVar(&c.kafkaSASL, "kafka-sasl", envString("ATLAS_KAFKA_SASL", ""), "Kafka SASL mechanism: plain, scram-sha-256 or scram-sha-512 (empty: none) [ATLAS_KAFKA_SASL]")
+	fs.StringVar(&c.kafkaUser, "kafka-sasl-user", envString("ATLAS_KAFKA_SASL_USER", ""), "Kafka SASL user name [ATLAS_KAFKA_SASL_USER]")
+	fs.StringVar(&c.kafkaPass, "kafka-sasl-password", envString("ATLAS_KAFKA_SASL_PASSWORD", ""), "Kafka SASL password (prefer the variable) [ATLAS_KAFKA_SASL_PASSWORD]")
+
+	c.natsTLS.register(fs, "nats", "NATS (with --nats-url; a tls:// URL also turns TLS on)")
+	fs.StringVar(&c.natsUser, "nats-user", envString("ATLAS_NATS_USER", ""), "NATS user name [ATLAS_NATS_USER]")
+	fs.StringVar(&c.natsPass, "nats-password", envString("ATLAS_NATS_PASSWORD", ""), "NATS password (prefer the variable) [ATLAS_NATS_PASSWORD]")
+	fs.StringVar(&c.natsToken, "nats-token", envString("ATLAS_NATS_TOKEN", ""), "NATS authentication token (prefer the variable) [ATLAS_NATS_TOKEN]")
+	fs.StringVar(&c.natsCreds, "nats-creds", envString("ATLAS_NATS_CREDS", ""), "NATS credentials file (user JWT and NKey seed) [ATLAS_NATS_CREDS]")
+}
+
+// tlsFlags are the client TLS settings of one backend.
+type tlsFlags struct {
+	enabled  bool
+	ca       string
+	cert     string
+	key      string
+	insecure bool
+}
+
+// register adds --<p>-tls, --<p>-ca, --<p>-cert, --<p>-key and --<p>-tls-insecure. Any of
+// the last four turns TLS on as well.
+func (t *tlsFlags) register(fs *flag.FlagSet, p, what string) {
+	env := "ATLAS_" + strings.ToUpper(p) + "_"
+	fs.BoolVar(&t.enabled, p+"-tls", envBool(env+"TLS", false), "TLS to "+what+" ["+env+"TLS]")
+	fs.StringVar(&t.ca, p+"-ca", envString(env+"CA", ""), "PEM file of the CAs that sign the "+p+" server certificates (default: the system's) ["+env+"CA]")
+	fs.StringVar(&t.cert, p+"-cert", envString(env+"CERT", ""), "PEM client certificate for "+p+" (with --"+p+"-key) ["+env+"CERT]")
+	fs.StringVar(&t.key, p+"-key", envString(env+"KEY", ""), "PEM private key of --"+p+"-cert ["+env+"KEY]")
+	fs.BoolVar(&t.insecure, p+"-tls-insecure", envBool(env+"TLS_INSECURE", false), "do not verify the "+p+" server certificate (tests only) ["+env+"TLS_INSECURE]")
+}
+
+// config returns the TLS configuration, or nil when TLS is off.
+func (t *tlsFlags) config() (*tls.Config, error) {
+	if !t.enabled && t.ca == "" && t.cert == "" && t.key == "" && !t.insecure {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.insecure} //nolint:gosec // only when asked for
+	if t.ca != "" {
+		pem, err := os.ReadFile(t.ca)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", t.ca)
+		}
+		cfg.RootCAs = pool
+	}
+	if (t.cert == "") != (t.key == "") {
+		return nil, errors.New("a client certificate needs both the certificate and the key file")
+	}
+	if t.cert != "" {
+		pair, err := tls.LoadX509KeyPair(t.cert, t.key)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
+// kafkaConfig is the Kafka client configuration the flags describe.
+func (c *logConfig) kafkaConfig() (kafka.Config, error) {
+	cfg := kafka.Config{Brokers: strings.Split(c.brokers, ","), Partitions: c.partitions}
+	var err error
+	if cfg.TLS, err = c.kafkaTLS.config(); err != nil {
+		return cfg, fmt.Errorf("kafka TLS: %w", err)
+	}
+	if c.kafkaSASL != "" {
+		if cfg.SASL, err = kafka.SASL(c.kafkaSASL, c.kafkaUser, c.kafkaPass); err != nil {
+			return cfg, err
+		}
+	} else if c.kafkaUser != "" || c.kafkaPass != "" {
+		return cfg, errors.New("kafka: a SASL user or password without --kafka-sasl (plain, scram-sha-256 or scram-sha-512)")
+	}
+	return cfg, nil
+}
+
+// natsOptions are the connection options for an external NATS server.
+func (c *logConfig) natsOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	cfg, err := c.natsTLS.config()
+	if err != nil {
+		return nil, fmt.Errorf("NATS TLS: %w", err)
+	}
+	if cfg != nil {
+		opts = append(opts, nats.Secure(cfg))
+	}
+	if c.natsUser != "" || c.natsPass != "" {
+		opts = append(opts, nats.UserInfo(c.natsUser, c.natsPass))
+	}
+	if c.natsToken != "" {
+		opts = append(opts, nats.Token(c.natsToken))
+	}
+	if c.natsCreds != "" {
+		opts = append(opts, nats.UserCredentials(c.natsCreds))
+	}
+	return opts, nil
 }
 
 func (c *logConfig) logger(w io.Writer, role string) zerolog.Logger {
@@ -83,6 +207,11 @@ func (c *logConfig) open(ctx context.Context) (*opened, error) {
 		cfg := jetstream.Config{}
 		if c.natsURL != "" {
 			cfg.URL = c.natsURL
+			opts, err := c.natsOptions()
+			if err != nil {
+				return nil, err
+			}
+			cfg.NATSOptions = opts
 		} else {
 			if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
 				return nil, fmt.Errorf("data dir: %w", err)
@@ -95,13 +224,23 @@ func (c *logConfig) open(ctx context.Context) (*opened, error) {
 		}
 		return &opened{log: l, nc: l.Conn(), close: func() { l.Close() }}, nil
 	case "kafka":
-		l, err := kafka.Open(ctx, kafka.Config{Brokers: strings.Split(c.brokers, ","), Partitions: c.partitions})
+		kc, err := c.kafkaConfig()
+		if err != nil {
+			return nil, err
+		}
+		var natsOpts []nats.Option
+		if c.natsURL != "" {
+			if natsOpts, err = c.natsOptions(); err != nil {
+				return nil, err
+			}
+		}
+		l, err := kafka.Open(ctx, kc)
 		if err != nil {
 			return nil, fmt.Errorf("opening Kafka log: %w", err)
 		}
 		o := &opened{log: l, close: func() { l.Close() }}
 		if c.natsURL != "" {
-			nc, err := nats.Connect(c.natsURL, nats.Name("atlas"), nats.MaxReconnects(-1))
+			nc, err := nats.Connect(c.natsURL, append([]nats.Option{nats.Name("atlas"), nats.MaxReconnects(-1)}, natsOpts...)...)
 			if err != nil {
 				l.Close()
 				return nil, fmt.Errorf("connecting to NATS: %w", err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,13 +24,13 @@ import (
 
 // storeConfig selects the read-model store.
 type storeConfig struct {
-	kind     string
-	path     string
-	chAddr   string
-	chDB     string
-	chUser   string
-	chPass   string
-	chSecure bool
+	kind   string
+	path   string
+	chAddr string
+	chDB   string
+	chUser string
+	chPass string
+	chTLS  tlsFlags
 }
 
 func (c *storeConfig) register(fs *flag.FlagSet) {
@@ -41,7 +40,7 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.chDB, "clickhouse-database", envString("ATLAS_CLICKHOUSE_DATABASE", "atlas"), "ClickHouse database [ATLAS_CLICKHOUSE_DATABASE]")
 	fs.StringVar(&c.chUser, "clickhouse-user", envString("ATLAS_CLICKHOUSE_USER", "default"), "ClickHouse user [ATLAS_CLICKHOUSE_USER]")
 	fs.StringVar(&c.chPass, "clickhouse-password", envString("ATLAS_CLICKHOUSE_PASSWORD", ""), "ClickHouse password (prefer the variable) [ATLAS_CLICKHOUSE_PASSWORD]")
-	fs.BoolVar(&c.chSecure, "clickhouse-tls", envString("ATLAS_CLICKHOUSE_TLS", "") == "true", "TLS to ClickHouse [ATLAS_CLICKHOUSE_TLS]")
+	c.chTLS.register(fs, "clickhouse", "ClickHouse (its secure native port, 9440 by default)")
 }
 
 func (c *storeConfig) open(ctx context.Context, dataDir string) (store.Store, error) {
@@ -54,8 +53,9 @@ func (c *storeConfig) open(ctx context.Context, dataDir string) (store.Store, er
 		return sqlite.Open(path)
 	case "clickhouse":
 		cfg := clickhouse.Config{Addr: strings.Split(c.chAddr, ","), Database: c.chDB, Username: c.chUser, Password: c.chPass}
-		if c.chSecure {
-			cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		var err error
+		if cfg.TLS, err = c.chTLS.config(); err != nil {
+			return nil, fmt.Errorf("ClickHouse TLS: %w", err)
 		}
 		return clickhouse.Open(ctx, cfg)
 	}
