@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"flag"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -230,5 +231,47 @@ func TestKafkaAuthFlags(t *testing.T) {
 	lc, _ = parse("--kafka-sasl", "gssapi", "--kafka-sasl-user", "u")
 	if _, err := lc.kafkaConfig(); err == nil || !strings.Contains(err.Error(), "unknown SASL mechanism") {
 		t.Errorf("unknown mechanism: %v", err)
+	}
+}
+
+// TestKafkaSASLFlags: produce and tail through the SASL listener of the local broker
+// (deploy/local/kafka.sh; skipped when it has none, see streams/kafka/sasl_test.go),
+// the password from its environment variable.
+func TestKafkaSASLFlags(t *testing.T) {
+	addr := os.Getenv("ATLAS_KAFKA_SASL_BROKERS")
+	if addr == "" {
+		addr = "127.0.0.1:19094"
+	}
+	if c, err := net.DialTimeout("tcp", addr, 2*time.Second); err != nil {
+		if req := os.Getenv("ATLAS_KAFKA_SASL_REQUIRED"); req != "" && req != "0" {
+			t.Fatalf("no Kafka SASL listener on %s: %v", addr, err)
+		}
+		t.Skipf("no Kafka SASL listener on %s (%v)", addr, err)
+	} else {
+		c.Close()
+	}
+	user, password := os.Getenv("ATLAS_TEST_KAFKA_SASL_USER"), os.Getenv("ATLAS_TEST_KAFKA_SASL_PASSWORD")
+	if user == "" {
+		user, password = "atlas", "atlas-secret"
+	}
+	for _, v := range []string{"ATLAS_CONFIG", "ATLAS_LOG", "ATLAS_NATS_URL", "ATLAS_KAFKA_BROKERS", "ATLAS_KAFKA_SASL",
+		"ATLAS_KAFKA_SASL_USER", "ATLAS_KAFKA_TLS", "ATLAS_KAFKA_CA", "ATLAS_KAFKA_CERT", "ATLAS_KAFKA_KEY"} {
+		unsetenv(t, v)
+	}
+	t.Setenv("ATLAS_KAFKA_SASL_PASSWORD", password)
+	prefix := fmt.Sprintf("atlas-test.sasl.%d.", time.Now().UnixNano())
+	common := []string{"--log", "kafka", "--kafka-brokers", addr, "--kafka-sasl", "scram-sha-256", "--kafka-sasl-user", user,
+		"--topic-models", prefix + "models", "--topic-requests", prefix + "requests",
+		"--topic-results", prefix + "results", "--topic-deadletter", prefix + "deadletter", "--partitions", "1"}
+	if code, _, errs := run(t, "", append(append([]string{"produce"}, common...), "../../examples/demo-model.json")...); code != 0 {
+		t.Fatalf("produce with SASL: exit %d: %s", code, errs)
+	}
+	code, out, errs := run(t, "", append(append([]string{"tail"}, common...), "--topic", prefix+"models", "--from-beginning", "--follow=false")...)
+	if code != 0 || !strings.Contains(out, `"model_id":"atlas-demo"`) {
+		t.Fatalf("tail with SASL: exit %d: %s%s", code, out, errs)
+	}
+	t.Setenv("ATLAS_KAFKA_SASL_PASSWORD", password+"-wrong")
+	if code, _, errs := run(t, "", append(append([]string{"produce"}, common...), "../../examples/demo-model.json")...); code == 0 || !strings.Contains(errs, "SASL") {
+		t.Fatalf("produce with a wrong password: exit %d: %s", code, errs)
 	}
 }

@@ -19,6 +19,11 @@ KAFKA_LOG4J_VERSION="${KAFKA_LOG4J_VERSION:-2.25.5}"
 KAFKA_HOST="127.0.0.1"
 KAFKA_PORT="${KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
+# A second listener that requires SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) for the
+# authentication tests; local test credentials, not secrets.
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-19094}"
+KAFKA_SASL_USER="${KAFKA_SASL_USER:-atlas}"
+KAFKA_SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-atlas-secret}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 KAFKA_LOG_LEVEL="${KAFKA_LOG_LEVEL:-INFO}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
@@ -40,6 +45,7 @@ CLUSTER_ID_FILE="$WORK_DIR/cluster.id"
 LOCK_FILE="$WORK_DIR/.lock"
 
 BOOTSTRAP="$KAFKA_HOST:$KAFKA_PORT"
+SASL_BOOTSTRAP="$KAFKA_HOST:$KAFKA_SASL_PORT"
 
 log() { printf '[kafka.sh] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -181,12 +187,19 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
 log.dirs=$DATA_DIR
+
+# SASL listener: PLAIN users are listed here; SCRAM users live in the cluster metadata
+# (ensure_scram_user adds them after start).
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 
 num.network.threads=2
 num.io.threads=4
@@ -286,6 +299,21 @@ format_storage() {
     }
 }
 
+# SCRAM credentials of the test user, one mechanism per request (the broker refuses two
+# changes of one user in a request). Idempotent: altering sets them again.
+ensure_scram_user() {
+  local mech
+  for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
+    run_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$BOOTSTRAP" \
+      --command-config "$CONF_DIR/tools-client.properties" \
+      --alter --entity-type users --entity-name "$KAFKA_SASL_USER" \
+      --add-config "$mech=[password=$KAFKA_SASL_PASSWORD]" >"$LOG_DIR/scram.out" 2>&1 || {
+        cat "$LOG_DIR/scram.out" >&2
+        return 1
+      }
+  done
+}
+
 # --------------------------------------------------------------- commands ---
 
 wait_ready() { # pid
@@ -333,6 +361,9 @@ cmd_start() {
   if port_open "$KAFKA_HOST" "$KAFKA_CONTROLLER_PORT"; then
     die "port $KAFKA_CONTROLLER_PORT is already in use by another process (set KAFKA_CONTROLLER_PORT)"
   fi
+  if port_open "$KAFKA_HOST" "$KAFKA_SASL_PORT"; then
+    die "port $KAFKA_SASL_PORT is already in use by another process (set KAFKA_SASL_PORT)"
+  fi
   command -v "$JAVA" >/dev/null 2>&1 || die "java not found (need Java 17+)"
 
   ensure_artifacts
@@ -366,7 +397,12 @@ cmd_start() {
     stop_pid "$pid"
     exit 1
   fi
-  log "ready on $BOOTSTRAP (pid $pid) in $((SECONDS - t0))s"
+  if ! ensure_scram_user; then
+    log "could not add the SCRAM user $KAFKA_SASL_USER"
+    stop_pid "$pid"
+    exit 1
+  fi
+  log "ready on $BOOTSTRAP, SASL on $SASL_BOOTSTRAP (pid $pid) in $((SECONDS - t0))s"
 }
 
 stop_pid() { # pid
@@ -424,6 +460,9 @@ cmd_env() {
   cat <<EOF
 export KAFKA_BOOTSTRAP_SERVERS=$BOOTSTRAP
 export ATLAS_KAFKA_BROKERS=$BOOTSTRAP
+export ATLAS_KAFKA_SASL_BROKERS=$SASL_BOOTSTRAP
+export ATLAS_TEST_KAFKA_SASL_USER=$KAFKA_SASL_USER
+export ATLAS_TEST_KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD
 export KAFKA_VERSION=$KAFKA_VERSION
 export KAFKA_CLASSPATH='$LIB_DIR/*'
 EOF
@@ -442,7 +481,7 @@ cmd_tool() {
 usage() {
   cat >&2 <<EOF
 usage: $0 start|stop|restart|status|reset|env|logs|tool <main-class> [args]
-  KAFKA_PORT=$KAFKA_PORT KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT KAFKA_VERSION=$KAFKA_VERSION
+  KAFKA_PORT=$KAFKA_PORT KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT KAFKA_SASL_PORT=$KAFKA_SASL_PORT KAFKA_VERSION=$KAFKA_VERSION
   artifacts: $LIB_DIR
   data:      $WORK_DIR
 EOF
