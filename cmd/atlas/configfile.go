@@ -21,9 +21,10 @@ import (
 //
 //	command-line flag > ATLAS_* environment variable > config file > built-in default
 //
-// The file's keys are the flag names. A top-level key whose value is a mapping and whose
-// name is a command ("serve:", "api:", ...) is a section read only by that command, so
-// one file can serve several roles; its keys win over the top-level ones.
+// The file's keys are the flag names. One file can serve every role: a key that is a
+// flag of another command only is ignored, and a top-level mapping named after a command
+// ("serve:", "api:", ...) is a section read by that command only, whose keys win over
+// the top-level ones. A key that no command knows is an error.
 
 const configEnv = "ATLAS_CONFIG"
 
@@ -35,8 +36,8 @@ const (
 	fromDefault = "default"
 )
 
-// errConfigPrinted ends a command that ran only to print its configuration.
-var errConfigPrinted = errors.New("configuration printed")
+// errNotRun ends a command that was asked for its configuration, not to run.
+var errNotRun = errors.New("configuration only")
 
 // configPrinter, carried in the context, asks parseFlags to print the effective
 // configuration instead of letting the command run: `atlas config print` uses it to reach
@@ -47,6 +48,26 @@ type configPrinter struct {
 }
 
 type configPrinterKey struct{}
+
+// flagLister, carried in the context, asks parseFlags for the names of the command's
+// flags, before it parses anything.
+type flagLister struct{ names map[string]bool }
+
+type flagListerKey struct{}
+
+// allFlagNames are the flags of every command. Each command is asked with a flag that
+// none defines, so that one not built on parseFlags stops at its own fs.Parse instead
+// of running.
+func allFlagNames() map[string]bool {
+	l := &flagLister{names: map[string]bool{}}
+	ctx := context.WithValue(context.Background(), flagListerKey{}, l)
+	for name, cmd := range commands() {
+		if name != "config" {
+			cmd.run(ctx, []string{"--atlas-list-flags"}, strings.NewReader(""), io.Discard, io.Discard)
+		}
+	}
+	return l.names
+}
 
 func withConfigPrinter(ctx context.Context, p *configPrinter) context.Context {
 	return context.WithValue(ctx, configPrinterKey{}, p)
@@ -64,6 +85,10 @@ func parseFlags(ctx context.Context, fs *flag.FlagSet, args []string) error {
 	if fs.Lookup("config") == nil {
 		fs.String("config", envString(configEnv, ""), "YAML configuration file; keys are flag names (precedence: flag > environment > file > default) ["+configEnv+"]")
 	}
+	if l, ok := ctx.Value(flagListerKey{}).(*flagLister); ok {
+		fs.VisitAll(func(f *flag.Flag) { l.names[f.Name] = true })
+		return errNotRun
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,7 +102,7 @@ func parseFlags(ctx context.Context, fs *flag.FlagSet, args []string) error {
 			return err
 		}
 		p.printed = true
-		return errConfigPrinted
+		return errNotRun
 	}
 	return nil
 }
@@ -105,10 +130,19 @@ func applyConfigFile(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) (m
 	if err != nil {
 		return nil, err
 	}
+	var known map[string]bool // every command's flags, looked up once if needed
 	for _, e := range entries {
 		where := fmt.Sprintf("%s:%d", path, e.line)
-		f := fs.Lookup(e.key)
-		if f == nil || e.key == "config" {
+		if e.key == "config" {
+			return nil, fmt.Errorf("%s: unknown key %q (a config file cannot name another)", where, e.key)
+		}
+		if fs.Lookup(e.key) == nil {
+			if known == nil {
+				known = allFlagNames()
+			}
+			if known[e.key] && !e.inSection {
+				continue // another role's setting
+			}
 			return nil, fmt.Errorf("%s: unknown key %q (atlas %s has no --%s flag)", where, e.key, fs.Name(), e.key)
 		}
 		if o := origins[e.key]; o.kind == fromFlag || o.kind == fromEnv {
@@ -152,6 +186,7 @@ func flagEnv(f *flag.Flag) string {
 type configEntry struct {
 	key, value string
 	line       int
+	inSection  bool // in the command's own section, where every key must be its flag
 }
 
 // readConfigFile returns the entries of the YAML file at path that apply to command: its
@@ -185,6 +220,9 @@ func readConfigFile(path, command string, sections map[string]bool) ([]configEnt
 			sec, err := mappingEntries(path, v, map[string]int{})
 			if err != nil {
 				return nil, err
+			}
+			for i := range sec {
+				sec[i].inSection = true
 			}
 			own = append(own, sec...)
 			continue

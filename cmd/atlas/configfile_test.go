@@ -98,6 +98,7 @@ func TestConfigPrintOrigins(t *testing.T) {
 partitions: 7
 log-level: debug
 group: top-level
+store: clickhouse   # a flag of api and project only: ignored by process
 process:
   group: from-section
   batch: 64
@@ -111,8 +112,8 @@ api:
 		"partitions":    {"3", "flag"},
 		"log-level":     {"warn", "env ATLAS_LOG_LEVEL"},
 		"kafka-brokers": {"a:9092,b:9092", "file " + path + ":1"},
-		"group":         {"from-section", "file " + path + ":8"},
-		"batch":         {"64", "file " + path + ":9"},
+		"group":         {"from-section", "file " + path + ":9"},
+		"batch":         {"64", "file " + path + ":10"},
 		"metrics-addr":  {":9090", "default"},
 		"topic-models":  {"atlas.models", "default"},
 	}
@@ -121,8 +122,10 @@ api:
 			t.Errorf("%s: got %v, want %v", k, got[k], w)
 		}
 	}
-	if _, ok := got["http-addr"]; ok {
-		t.Error("process printed another role's flag")
+	for _, k := range []string{"http-addr", "store"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("process printed %s, a flag of other roles", k)
+		}
 	}
 	if _, ok := got["config"]; ok {
 		t.Error("config print lists --config itself")
@@ -194,6 +197,7 @@ func TestConfigFileErrors(t *testing.T) {
 		"kafka:\n  brokers: x:1\n":     `:1: unknown key "kafka"`,
 		"config: other.yaml\n":         `:1: unknown key "config"`,
 		"serve:\n  partitionz: 1\n":    `:2: unknown key "partitionz"`,
+		"serve:\n  store: sqlite\n":    `:2: unknown key "store" (atlas serve has no --store flag)`,
 		"topic-models: {a: b}\nx: 1\n": `:1: unknown key "topic-models"`,
 	}
 	for body, want := range cases {
