@@ -17,6 +17,13 @@ import (
 type Record struct {
 	Key   []byte
 	Value []byte
+	// Time, when set, is the record's timestamp (Message.Time on the way out) instead of
+	// the moment the log accepts it: an import keeps the times of the exported history,
+	// which results, read models and time-range reads depend on. Backends keep it to the
+	// nanosecond. A log's time-range reads assume timestamps do not run ahead of the
+	// moment records are stored; a record dated in the future may be missed by a read
+	// starting at a time.
+	Time time.Time
 }
 
 // Message is a record as stored in the log, with its position.
@@ -26,7 +33,7 @@ type Message struct {
 	Offset    int64 // position within the partition: increasing, gaps allowed
 	Key       []byte
 	Value     []byte
-	Time      time.Time // when the log accepted the record
+	Time      time.Time // Record.Time, or when the log accepted the record
 }
 
 // Position says where a read starts (or ends). Offsets are per partition; a partition

@@ -15,7 +15,8 @@
 //     ("increasing, gaps allowed" in streams.Message). This keeps a single sequence space
 //     for the whole topic: Read can replay all partitions in their global append order.
 //     EndOffsets of a partition is its last sequence + 1 (0 while it is empty).
-//   - Message.Time is the time the stream stored the message.
+//   - Message.Time is the time the stream stored the message, or the record's own time
+//     (streams.Record.Time, kept in the Atlas-Time header).
 //   - The record key travels in a header (Atlas-Key), the value is the payload unchanged.
 //
 // # Consumer groups
@@ -389,7 +390,7 @@ func (l *Log) Append(ctx context.Context, name string, recs ...streams.Record) e
 		}
 		m := &nats.Msg{
 			Subject: t.subjects[Partition(r.Key, t.partitions)],
-			Header:  keyHeader(r.Key),
+			Header:  recordHeader(r.Key, r.Time),
 			Data:    r.Value,
 		}
 		f, err := l.js.PublishMsgAsync(m, publishOpts...)
@@ -559,7 +560,8 @@ func (l *Log) Read(ctx context.Context, name string, from, to streams.Position, 
 			cancel()
 		}
 	}()
-	done := make([]bool, t.partitions) // partition reached to.Time
+	done := make([]bool, t.partitions)    // partition reached to.Time
+	started := make([]bool, t.partitions) // partition reached from.Time
 	ndone := 0
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
@@ -581,21 +583,31 @@ func (l *Log) Read(ctx context.Context, name string, from, to streams.Position, 
 		if err != nil || p >= t.partitions {
 			return fmt.Errorf("jetstream: read %q: message %d on unexpected subject %q", name, seq, m.Subject())
 		}
-		if !to.Time.IsZero() && !done[p] && !meta.Timestamp.Before(to.Time) {
+		ts, err := messageTime(m.Headers(), meta.Timestamp)
+		if err != nil {
+			return fmt.Errorf("jetstream: read %q: message %d: %w", name, seq, err)
+		}
+		if !to.Time.IsZero() && !done[p] && !ts.Before(to.Time) {
 			done[p] = true
 			if ndone++; ndone == t.partitions {
 				return nil
 			}
 		}
+		// The server started at the first message stored at or after from.Time; a
+		// message appended with an earlier time of its own (an import) may come after
+		// it, so a partition starts at its first message whose own time is not earlier.
+		if !from.Time.IsZero() && !started[p] && !ts.Before(from.Time) {
+			started[p] = true
+		}
 		off, hasFrom := from.Offsets[p]
-		if !done[p] && seq < ends[p] && (!hasFrom || int64(seq) >= off) {
+		if !done[p] && seq < ends[p] && (!hasFrom || int64(seq) >= off) && (from.Time.IsZero() || started[p]) {
 			key, err := keyFromHeader(m.Headers())
 			if err != nil {
 				return err
 			}
 			if err := fn(streams.Message{
 				Topic: name, Partition: p, Offset: int64(seq),
-				Key: key, Value: m.Data(), Time: meta.Timestamp,
+				Key: key, Value: m.Data(), Time: ts,
 			}); err != nil {
 				return err
 			}

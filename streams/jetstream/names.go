@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -114,6 +115,38 @@ func keyHeader(key []byte) nats.Header {
 		return nats.Header{hdrKey: []string{string(key)}}
 	}
 	return nats.Header{hdrKeyB64: []string{base64.StdEncoding.EncodeToString(key)}}
+}
+
+// A record appended with its own time (streams.Record.Time, an import) carries it in a
+// header: JetStream stamps every message with the moment it stores it and has no way to
+// set another. Read and Fetch return the header's time as Message.Time.
+const hdrTime = "Atlas-Time"
+
+// recordHeader is the headers of a record: its key and, if set, its time.
+func recordHeader(key []byte, t time.Time) nats.Header {
+	h := keyHeader(key)
+	if t.IsZero() {
+		return h
+	}
+	if h == nil {
+		h = nats.Header{}
+	}
+	h[hdrTime] = []string{t.UTC().Format(time.RFC3339Nano)}
+	return h
+}
+
+// messageTime is the time a message was appended with, or stored tells when the stream
+// stored it.
+func messageTime(h nats.Header, stored time.Time) (time.Time, error) {
+	v, ok := h[hdrTime]
+	if !ok || len(v) == 0 {
+		return stored, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v[0])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("jetstream: bad %s header: %w", hdrTime, err)
+	}
+	return t, nil
 }
 
 func plainKey(key []byte) bool {

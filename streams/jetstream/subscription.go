@@ -506,9 +506,13 @@ func (s *subscription) accept(d delivery) (streams.Message, bool, error) {
 	if err != nil {
 		return streams.Message{}, false, err
 	}
+	ts, err := messageTime(d.msg.Headers(), meta.Timestamp)
+	if err != nil {
+		return streams.Message{}, false, err
+	}
 	return streams.Message{
 		Topic: s.t.name, Partition: part.p, Offset: int64(seq),
-		Key: key, Value: d.msg.Data(), Time: meta.Timestamp,
+		Key: key, Value: d.msg.Data(), Time: ts,
 	}, true, nil
 }
 

@@ -39,8 +39,9 @@
 // # Timestamps
 //
 // Message.Time is the record's CreateTime, set by the writer when it encodes the
-// batch (moments before the broker accepts it). Kafka timestamps have millisecond
-// resolution, so Position.Time bounds are honoured to the millisecond.
+// batch (moments before the broker accepts it), or streams.Record.Time when given (to
+// the nanosecond: see timestamp.go). Kafka timestamps have millisecond resolution, so
+// Position.Time bounds are honoured to the millisecond.
 package kafka
 
 import (
@@ -363,7 +364,8 @@ func (l *Log) Append(ctx context.Context, topic string, recs ...streams.Record) 
 	}
 	msgs := make([]kafkago.Message, len(recs))
 	for i, r := range recs {
-		msgs[i] = kafkago.Message{Topic: topic, Key: r.Key, Value: r.Value}
+		// A zero Time is stamped by the writer when it encodes the batch.
+		msgs[i] = kafkago.Message{Topic: topic, Key: r.Key, Value: r.Value, Time: r.Time, Headers: timeHeaders(r.Time)}
 	}
 	err := l.writer.WriteMessages(ctx, msgs...)
 	if errors.Is(err, kafkago.UnknownTopicOrPartition) {

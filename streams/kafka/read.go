@@ -256,7 +256,7 @@ func collect(rr kafkago.RecordReader, topic string, partition int, next, hi int6
 				Offset:    off,
 				Key:       key,
 				Value:     value,
-				Time:      rec.Time,
+				Time:      messageTime(rec.Time, rec.Headers),
 			})
 		}
 	}

@@ -117,7 +117,7 @@ func (s *subscription) Fetch(ctx context.Context) (streams.Message, error) {
 		Offset:    m.Offset,
 		Key:       m.Key,
 		Value:     m.Value,
-		Time:      m.Time,
+		Time:      messageTime(m.Time, m.Headers),
 	}, nil
 }
 

@@ -86,6 +86,7 @@ func Run(t *testing.T, newLog func(t *testing.T) streams.Log, caps Capabilities)
 		{"AppendRead", s.testAppendRead},
 		{"KeyPartitioning", s.testKeyPartitioning},
 		{"KeysAndValues", s.testKeysAndValues},
+		{"RecordTime", s.testRecordTime},
 		{"EndOffsets", s.testEndOffsets},
 		{"ReadPositions", s.testReadPositions},
 		{"ReadStopsOnError", s.testReadStopsOnError},
@@ -455,6 +456,51 @@ func (s *suite) testKeysAndValues(t *testing.T) {
 			t.Errorf("key %q not read back", r.Key)
 		}
 	}
+}
+
+// A record appended with its own time comes back with exactly that time (to the
+// nanosecond), from Read and from a subscription, and time-range reads use it; a record
+// without one is stamped by the log.
+func (s *suite) testRecordTime(t *testing.T) {
+	l := s.open(t)
+	topic := s.topic(t, l)
+	// An hour ago (clear of retention), with a sub-millisecond part, one minute apart.
+	base := time.Now().Add(-time.Hour).Truncate(time.Second).Add(123456789 * time.Nanosecond)
+	recs := records(keys("k", 8), 3)
+	want := map[string]time.Time{}
+	for i := range recs {
+		recs[i].Time = base.Add(time.Duration(i)*time.Minute + time.Duration(i)*time.Nanosecond)
+		want[string(recs[i].Value)] = recs[i].Time
+	}
+	last := recs[len(recs)-1].Time
+	stamped := records(keys("now", 2), 2)
+	s.append(t, l, topic, recs[:10])
+	s.append(t, l, topic, append(slices.Clone(recs[10:]), stamped...))
+
+	check := func(what string, msgs []streams.Message) {
+		t.Helper()
+		for _, m := range msgs {
+			w, ok := want[string(m.Value)]
+			switch {
+			case ok && !m.Time.Equal(w):
+				t.Fatalf("%s: %q has time %v, appended with %v", what, m.Value, m.Time, w)
+			case !ok && !m.Time.After(last):
+				t.Fatalf("%s: %q appended without a time has %v, before the explicit times", what, m.Value, m.Time)
+			}
+		}
+	}
+	all := s.read(t, l, topic, streams.Position{}, streams.Position{})
+	sameSet(t, "Read", all, append(recValues(recs), recValues(stamped)...))
+	check("Read", all)
+	sub := s.subscribe(t, l, topic, name(t, "g"))
+	check("Fetch", firstDeliveries(s.fetchN(t, sub, len(recs)+len(stamped))))
+
+	// Times increase in append order, so each partition's records from the middle one
+	// on are those at or after its time.
+	mid := recs[len(recs)/2].Time
+	sameSet(t, "from time", s.read(t, l, topic, streams.Position{Time: mid}, streams.Position{}),
+		append(recValues(recs[len(recs)/2:]), recValues(stamped)...))
+	sameSet(t, "to time", s.read(t, l, topic, streams.Position{}, streams.Position{Time: mid}), recValues(recs[:len(recs)/2]))
 }
 
 func abbrevBytes(b []byte) string {
