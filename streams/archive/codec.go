@@ -1,0 +1,254 @@
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"strconv"
+
+	"github.com/atlas-mmm/atlas/streams"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Writer writes an archive: NewWriter writes the header, Write one message per call,
+// Close the trailer.
+type Writer struct {
+	w      *bufio.Writer
+	crc    hash.Hash32
+	topics map[string]bool
+	counts map[string]int64
+	total  int64
+	buf    []byte
+	err    error
+}
+
+// NewWriter writes h's line to w and returns a Writer for the messages. Format and
+// Version are filled in.
+func NewWriter(w io.Writer, h Header) (*Writer, error) {
+	h.Format, h.Version = Format, Version
+	if err := h.check(); err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	aw := &Writer{w: bufio.NewWriterSize(w, 1<<20), crc: newCRC(), topics: map[string]bool{}, counts: map[string]int64{}}
+	for _, t := range h.Topics {
+		aw.topics[t.Name] = true
+		aw.counts[t.Name] = 0
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("archive: header: %w", err)
+	}
+	aw.write(append(b, '\n'))
+	return aw, aw.err
+}
+
+func (w *Writer) write(b []byte) {
+	if w.err != nil {
+		return
+	}
+	w.crc.Write(b)
+	if _, err := w.w.Write(b); err != nil {
+		w.err = fmt.Errorf("archive: write: %w", err)
+	}
+}
+
+// Write adds one message. Its topic must be one of the header's.
+func (w *Writer) Write(m streams.Message) error {
+	if w.err != nil {
+		return w.err
+	}
+	if !w.topics[m.Topic] {
+		return fmt.Errorf("archive: message of topic %q, which the header does not list", m.Topic)
+	}
+	w.buf = appendMessage(w.buf[:0], &m)
+	w.write(w.buf)
+	w.counts[m.Topic]++
+	w.total++
+	return w.err
+}
+
+// Close writes the trailer and flushes; it does not close the underlying writer.
+func (w *Writer) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	t := Trailer{Messages: w.total, Topics: w.counts, CRC32C: hex8(w.crc.Sum32())}
+	b, err := json.Marshal(struct {
+		End Trailer `json:"end"`
+	}{t})
+	if err != nil {
+		return fmt.Errorf("archive: trailer: %w", err)
+	}
+	if _, err := w.w.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("archive: write: %w", err)
+	}
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("archive: write: %w", err)
+	}
+	w.err = errors.New("archive: writer closed")
+	return nil
+}
+
+// Reader reads an archive. NewReader reads the header; Next returns the messages in
+// file order, then io.EOF once the trailer has been checked against them.
+type Reader struct {
+	r      *bufio.Reader
+	header Header
+	topics map[string]int // partitions per topic
+	crc    hash.Hash32
+	counts map[string]int64
+	total  int64
+	line   int
+	done   bool
+	err    error
+}
+
+// NewReader reads and checks the header line.
+func NewReader(r io.Reader) (*Reader, error) {
+	ar := &Reader{r: bufio.NewReaderSize(r, 1<<20), crc: newCRC(), topics: map[string]int{}, counts: map[string]int64{}}
+	raw, err := ar.readLine()
+	if err == io.EOF {
+		return nil, errors.New("archive: empty file")
+	}
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ar.header); err != nil {
+		return nil, fmt.Errorf("archive: line 1: not an Atlas archive header: %w", err)
+	}
+	if err := ar.header.check(); err != nil {
+		return nil, fmt.Errorf("archive: line 1: %w", err)
+	}
+	for _, t := range ar.header.Topics {
+		ar.topics[t.Name] = t.Partitions
+	}
+	return ar, nil
+}
+
+// Header is the archive's header.
+func (r *Reader) Header() Header { return r.header }
+
+// Line is the number of the line Next read last.
+func (r *Reader) Line() int { return r.line }
+
+// readLine returns the next line without its newline (valid until the next call) and
+// adds it to the checksum.
+func (r *Reader) readLine() ([]byte, error) {
+	var long []byte
+	for {
+		chunk, err := r.r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			if len(long)+len(chunk) > maxLine {
+				return nil, fmt.Errorf("archive: line %d: longer than %d bytes", r.line+1, maxLine)
+			}
+			long = append(long, chunk...)
+			continue
+		}
+		if err == io.EOF && len(chunk)+len(long) > 0 {
+			return nil, fmt.Errorf("archive: line %d: no newline at the end: the file is truncated", r.line+1)
+		}
+		if err != nil {
+			if err == io.EOF {
+				return nil, io.EOF
+			}
+			return nil, fmt.Errorf("archive: reading line %d: %w", r.line+1, err)
+		}
+		r.line++
+		if long != nil {
+			chunk = append(long, chunk...)
+		}
+		r.crc.Write(chunk)
+		return chunk[:len(chunk)-1], nil
+	}
+}
+
+// Next returns the next message (its Key and Value are its own). After the last message it checks
+// the trailer and returns io.EOF; a missing or mismatching trailer, or any malformed
+// line, is an error naming the line.
+func (r *Reader) Next() (streams.Message, error) {
+	if r.err != nil {
+		return streams.Message{}, r.err
+	}
+	m, err := r.next()
+	if err != nil {
+		r.err = err
+	}
+	return m, err
+}
+
+func (r *Reader) next() (streams.Message, error) {
+	if r.done {
+		return streams.Message{}, io.EOF
+	}
+	sum := r.crc.Sum32() // of everything before this line, should it be the trailer
+	raw, err := r.readLine()
+	if err == io.EOF {
+		return streams.Message{}, fmt.Errorf("archive: no trailer after line %d: the file is truncated", r.line)
+	}
+	if err != nil {
+		return streams.Message{}, err
+	}
+	m, end, err := parseMessage(raw)
+	if err != nil {
+		return streams.Message{}, fmt.Errorf("archive: line %d: %w", r.line, err)
+	}
+	if end != nil {
+		if err := r.checkTrailer(end, sum); err != nil {
+			return streams.Message{}, fmt.Errorf("archive: line %d: %w", r.line, err)
+		}
+		if _, err := r.readLine(); err != io.EOF {
+			if err == nil {
+				err = errors.New("lines after the trailer")
+			}
+			return streams.Message{}, fmt.Errorf("archive: line %d: %w", r.line, err)
+		}
+		r.done = true
+		return streams.Message{}, io.EOF
+	}
+	n, ok := r.topics[m.Topic]
+	if !ok {
+		return streams.Message{}, fmt.Errorf("archive: line %d: topic %q is not in the header", r.line, m.Topic)
+	}
+	if m.Partition >= n {
+		return streams.Message{}, fmt.Errorf("archive: line %d: partition %d of topic %q, which has %d", r.line, m.Partition, m.Topic, n)
+	}
+	r.counts[m.Topic]++
+	r.total++
+	return m, nil
+}
+
+func (r *Reader) checkTrailer(t *Trailer, sum uint32) error {
+	if t.Messages != r.total {
+		return fmt.Errorf("trailer counts %d messages, the file holds %d", t.Messages, r.total)
+	}
+	for name := range r.topics {
+		if t.Topics[name] != r.counts[name] {
+			return fmt.Errorf("trailer counts %d messages of topic %q, the file holds %d", t.Topics[name], name, r.counts[name])
+		}
+	}
+	for name := range t.Topics {
+		if _, ok := r.topics[name]; !ok {
+			return fmt.Errorf("trailer counts topic %q, which the header does not list", name)
+		}
+	}
+	want, err := strconv.ParseUint(t.CRC32C, 16, 32)
+	if err != nil || len(t.CRC32C) != 8 {
+		return fmt.Errorf("trailer: crc32c %q is not 8 hex digits", t.CRC32C)
+	}
+	if uint32(want) != sum {
+		return fmt.Errorf("checksum mismatch (crc32c %08x, trailer says %s): the file is damaged", sum, t.CRC32C)
+	}
+	return nil
+}
+
+func newCRC() hash.Hash32 { return crc32.New(castagnoli) }
+
+func hex8(v uint32) string { return fmt.Sprintf("%08x", v) }

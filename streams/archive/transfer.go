@@ -1,0 +1,247 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/atlas-mmm/atlas/streams"
+)
+
+// Stats counts what an export or import moved.
+type Stats struct {
+	Messages int64
+	Topics   map[string]int64 // by topic name (the archive's)
+}
+
+// ExportOptions select what Export writes.
+type ExportOptions struct {
+	// Source describes the log, for the header (e.g. "kafka:host:9092").
+	Source string
+	// Since and Until, when set, restrict every topic but the model topic to messages
+	// at or after Since and before Until. The model topic is always exported whole:
+	// model version numbers are assigned in its log order, so a partial model topic
+	// would renumber the versions the results name.
+	Since, Until time.Time
+	// Progress, if set, is called with the running message count every few thousand
+	// messages.
+	Progress func(messages int64)
+}
+
+// Export writes topics of l to w as an archive: each topic's messages in the order
+// Read returns them (on JetStream the order they were stored in across partitions, on
+// Kafka partition after partition), topics one after the other, model topic first.
+// Partition counts are taken from the log.
+func Export(ctx context.Context, l streams.Log, topics []Topic, w io.Writer, opt ExportOptions) (Stats, error) {
+	h := Header{Source: opt.Source, Created: time.Now().UTC()}
+	if !opt.Since.IsZero() || !opt.Until.IsZero() {
+		h.Range = "models: all"
+		if !opt.Since.IsZero() {
+			h.Range += "; others since " + opt.Since.UTC().Format(time.RFC3339Nano)
+		}
+		if !opt.Until.IsZero() {
+			h.Range += "; others until " + opt.Until.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	topics = slices.Clone(topics)
+	slices.SortStableFunc(topics, func(a, b Topic) int { return roleOrder(a.Role) - roleOrder(b.Role) })
+	for i, t := range topics {
+		ends, err := l.EndOffsets(ctx, t.Name)
+		if err != nil {
+			return Stats{}, fmt.Errorf("export: topic %q: %w", t.Name, err)
+		}
+		topics[i].Partitions = len(ends)
+	}
+	h.Topics = topics
+	aw, err := NewWriter(w, h)
+	if err != nil {
+		return Stats{}, err
+	}
+	st := Stats{Topics: map[string]int64{}}
+	for _, t := range topics {
+		var from, to streams.Position
+		if t.Role != RoleModels {
+			from.Time, to.Time = opt.Since, opt.Until
+		}
+		err := l.Read(ctx, t.Name, from, to, func(m streams.Message) error {
+			m.Topic = t.Name
+			if err := aw.Write(m); err != nil {
+				return err
+			}
+			st.Messages++
+			st.Topics[t.Name]++
+			if opt.Progress != nil && st.Messages%progressEvery == 0 {
+				opt.Progress(st.Messages)
+			}
+			return nil
+		})
+		if err != nil {
+			return st, fmt.Errorf("export: reading %q: %w", t.Name, err)
+		}
+	}
+	if err := aw.Close(); err != nil {
+		return st, err
+	}
+	if opt.Progress != nil {
+		opt.Progress(st.Messages)
+	}
+	return st, nil
+}
+
+const progressEvery = 4096
+
+func roleOrder(role string) int {
+	switch role {
+	case RoleModels:
+		return 0
+	case RoleRequests:
+		return 1
+	case RoleResults:
+		return 2
+	}
+	return 3
+}
+
+// ImportOptions steer Import.
+type ImportOptions struct {
+	// Topics maps a role to the target topic's name; a role missing from it keeps the
+	// archive's topic name.
+	Topics map[string]string
+	// Batch is how many records one Append carries (default 8192).
+	Batch int
+	// Progress, if set, is called with the running message count after each Append.
+	Progress func(messages int64)
+}
+
+// ErrNotEmpty is returned (wrapped) when a target topic already holds messages.
+var ErrNotEmpty = errors.New("target topic is not empty")
+
+// Import appends the archive's messages to l, in file order, with their keys, values
+// and times; each record goes to the partition its key hashes to, so with the archive's
+// partition counts (which Import creates the topics with) and the same backend kind
+// every record lands in the partition it came from. Offsets are the target's: on an
+// empty target they come out as in the source when the source had no gaps.
+//
+// Every target topic must be empty (never written) and, if it exists, have the
+// archive's partition count; Import checks all of them before writing anything. The
+// archive is verified as it is read (lines, trailer counts, checksum): if it turns out
+// damaged half-way, what was appended stays, and the error says so.
+func Import(ctx context.Context, l streams.Log, r *Reader, opt ImportOptions) (Stats, error) {
+	if opt.Batch <= 0 {
+		opt.Batch = 8192
+	}
+	target := map[string]string{} // archive topic → target topic
+	for _, t := range r.Header().Topics {
+		name := t.Name
+		if n, ok := opt.Topics[t.Role]; ok && n != "" {
+			name = n
+		}
+		target[t.Name] = name
+		if err := l.CreateTopic(ctx, name, t.Partitions); err != nil {
+			return Stats{}, fmt.Errorf("import: creating topic %q: %w", name, err)
+		}
+		ends, err := l.EndOffsets(ctx, name)
+		if err != nil {
+			return Stats{}, fmt.Errorf("import: topic %q: %w", name, err)
+		}
+		if len(ends) != t.Partitions {
+			return Stats{}, fmt.Errorf("import: topic %q exists with %d partitions, the archive's %q has %d: keys would land in other partitions",
+				name, len(ends), t.Name, t.Partitions)
+		}
+		var held int64
+		for _, end := range ends {
+			held = max(held, end)
+		}
+		if held > 0 {
+			return Stats{}, fmt.Errorf("import: %w: %q already holds messages (end offsets %v); import only into a new, empty log", ErrNotEmpty, name, ends)
+		}
+	}
+
+	// Reading and decoding the file runs beside the appends: one batch in the making
+	// while the previous one is written.
+	type batch struct {
+		topic string
+		recs  []streams.Record
+		err   error
+	}
+	batches := make(chan batch, 2)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(batches)
+		send := func(b batch) bool {
+			select {
+			case batches <- b:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		var cur batch
+		for {
+			m, err := r.Next()
+			if err == io.EOF {
+				if len(cur.recs) > 0 {
+					send(cur)
+				}
+				return
+			}
+			if err != nil {
+				if len(cur.recs) > 0 && !send(cur) {
+					return
+				}
+				send(batch{err: err})
+				return
+			}
+			if (m.Topic != cur.topic || len(cur.recs) >= opt.Batch) && len(cur.recs) > 0 {
+				if !send(cur) {
+					return
+				}
+				cur = batch{}
+			}
+			cur.topic = m.Topic
+			if cur.recs == nil {
+				cur.recs = make([]streams.Record, 0, opt.Batch)
+			}
+			cur.recs = append(cur.recs, streams.Record{Key: m.Key, Value: m.Value, Time: m.Time})
+		}
+	}()
+	st := Stats{Topics: map[string]int64{}}
+	for b := range batches {
+		if b.err != nil {
+			return st, fmt.Errorf("import: %w (%d messages were imported before it)", b.err, st.Messages)
+		}
+		if err := l.Append(ctx, target[b.topic], b.recs...); err != nil {
+			return st, fmt.Errorf("import: appending to %q after %d messages: %w", target[b.topic], st.Messages, err)
+		}
+		st.Messages += int64(len(b.recs))
+		st.Topics[b.topic] += int64(len(b.recs))
+		if opt.Progress != nil {
+			opt.Progress(st.Messages)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// Verify reads an archive to its end, checking every line and the trailer, and counts
+// its messages.
+func Verify(r *Reader) (Stats, error) {
+	st := Stats{Topics: map[string]int64{}}
+	for {
+		m, err := r.Next()
+		if err == io.EOF {
+			return st, nil
+		}
+		if err != nil {
+			return st, err
+		}
+		st.Messages++
+		st.Topics[m.Topic]++
+	}
+}
