@@ -23,7 +23,7 @@ func oddMessages() []streams.Message {
 	t0 := time.Date(2026, 11, 26, 4, 21, 0, 123456789, time.UTC)
 	vals := [][]byte{
 		[]byte(`{"specversion":"1.0","id":"e1","data":{"a":[1,2.5e-7,"x\"y"]}}`),
-		[]byte("{\n  \"pretty\": true\n}"),      // JSON over several lines
+		[]byte("{\n  \"pretty\": true\n}"),       // JSON over several lines
 		[]byte(` {"lead":1}`),                    // surrounding whitespace
 		[]byte(`null`),                           // the JSON null
 		[]byte(`"just a string"`),                // a JSON scalar

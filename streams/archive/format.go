@@ -54,9 +54,9 @@ const (
 type Header struct {
 	Format  string    `json:"format"`
 	Version int       `json:"version"`
-	Source  string    `json:"source,omitempty"`  // where the messages were read, for people
-	Created time.Time `json:"created,omitzero"`  // when the export started
-	Range   string    `json:"range,omitempty"`   // what part of the log, for people
+	Source  string    `json:"source,omitempty"` // where the messages were read, for people
+	Created time.Time `json:"created,omitzero"` // when the export started
+	Range   string    `json:"range,omitempty"`  // what part of the log, for people
 	Topics  []Topic   `json:"topics"`
 }
 
