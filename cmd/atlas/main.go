@@ -31,6 +31,8 @@ func commands() map[string]command {
 		"version": {"print the version, build date and Go version: atlas version [--json]", runVersion},
 		"smoke":   {"run the deployment smoke tests against a running API: atlas smoke --url URL", runSmoke},
 		"config":  {"print the effective configuration of a role: atlas config print [ROLE] [--config FILE] [flags]", runConfig},
+		"export":  {"write the log to an archive: atlas export --out FILE[.gz|.zst]", runExport},
+		"import":  {"load an archive into an empty log: atlas import FILE", runImport},
 	}
 }
 
