@@ -403,6 +403,24 @@ func (a *auditor) compare(r *request, reqPos Position, res streams.Message, c *C
 	case r.inline != nil:
 		want, err = r.solved(rec.Source, r.inline, r.modelID, 0)
 		c.Resolved++
+	case rec.Type == event.OptimizationRejected:
+		// The engine found the request invalid against the model it resolved; a
+		// rejection does not name that version, so any version of the model (any model
+		// for a request that names none) that gives these very bytes will do: the
+		// engine's validation errors rarely depend on the version at all.
+		cands := a.candidates(r.modelID)
+		if len(cands) == 0 {
+			f := base
+			f.Kind, f.Detail = ResultMismatch, fmt.Sprintf("rejected by the engine, but no version of model %q exists to re-derive it", r.modelID)
+			a.diverge(f)
+			return
+		}
+		for _, v := range cands {
+			if want, err = r.solved(rec.Source, v.Prepared(), v.ModelID, v.Version); err == nil && bytes.Equal(want, res.Value) {
+				break
+			}
+		}
+		c.Rejections++
 	default:
 		v, ok := versionOf(a.reg, rec.Data.ModelID, rec.Data.ModelVersion)
 		if !ok {
@@ -459,6 +477,20 @@ func (a *auditor) hashMismatch(v *processor.ModelVersion, named string, resPos P
 		f.Differences = []string{"model_hash: recorded " + named + ", recomputed from the model event " + v.Hash}
 	}
 	f.Related = append(f.Related, resPos)
+}
+
+// candidates are the model versions a request could have been solved against, the
+// most recent first.
+func (a *auditor) candidates(modelID string) []*processor.ModelVersion {
+	var out []*processor.ModelVersion
+	for _, st := range a.reg.Models() {
+		if modelID != "" && st.ModelID != modelID {
+			continue
+		}
+		out = append(out, st.Versions...)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Published.After(out[j].Published) })
+	return out
 }
 
 func plausibleModelRejection(msg, modelID string) bool {
