@@ -77,7 +77,7 @@ const (
 	ModelHashMismatch   = "model_hash_mismatch" // a model event's content does not hash to what results name
 	BadResult           = "bad_result"          // a result event that does not decode or names another request
 	// Notes: reported, the audit still passes.
-	NoteEngineMetadata = "engine_metadata"        // only the engine's version, algorithm or counters differ
+	NoteEngineMetadata = "engine_metadata"         // only the engine's version, algorithm or counters differ
 	NoteBadModelEvent  = "undecodable_model_event" // dead-lettered by the processor, no version
 	NoteDeadLetter     = "dead_letter_request"     // a request-topic message that is no request
 )
