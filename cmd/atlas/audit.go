@@ -31,7 +31,7 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		fmt.Fprintln(stderr, "Usage: atlas audit [flags]\n\nRe-runs the engine for every recorded request against the model version its result\nnames and compares the result bit for bit; checks one result per request, a request and\na model version behind every result, and model hashes. Exit 0: everything matches;\n1: something diverges (each divergence is listed with its log position); 2: error.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+	if err := parseFlags(ctx, fs, args); err != nil || fs.NArg() > 0 {
 		if err == nil {
 			fs.Usage()
 		}

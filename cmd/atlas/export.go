@@ -30,7 +30,7 @@ func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		fmt.Fprintln(stderr, "Usage: atlas export [flags] --out FILE\n\nWrites the event log (models, requests, results, dead letters) to a compressed NDJSON\narchive that keeps event ids, order and timestamps. Stop `atlas serve` first on the embedded log.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return 2
 	}
 	if *out == "" || fs.NArg() > 0 {

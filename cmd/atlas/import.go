@@ -20,7 +20,7 @@ func runImport(ctx context.Context, args []string, stdin io.Reader, _, stderr io
 		fmt.Fprintln(stderr, "Usage: atlas import [flags] FILE|-\n\nAppends an archive written by `atlas export` to an empty log, keeping keys, values,\ntimes and order; the topics are created with the archive's partition counts and mapped\nby role onto --topic-*. A target topic that holds messages is refused.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 {
