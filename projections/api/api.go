@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/atlas-mmm/atlas/engine"
@@ -57,13 +58,27 @@ type Config struct {
 	MaxBody      int64 // request body limit (10 MB)
 	// OpenAPI is the document served at /openapi.json.
 	OpenAPI []byte
+	// Security: authentication, rate limits, CORS, maintenance, limits (security.go).
+	Security Security
+	// Registry receives the HTTP metrics (atlas_http_*); nil: none.
+	Registry prometheus.Registerer
+	Version  string // shown by /debug/status
 }
 
 // Server is the HTTP handler.
 type Server struct {
-	cfg    Config
-	mux    *http.ServeMux
-	models sync.Map // model hash → *engine.Prepared
+	cfg      Config
+	mux      *http.ServeMux
+	front    http.Handler // CORS and the guard, in front of mux
+	models   sync.Map     // model hash → *engine.Prepared
+	auth     *Authenticator
+	apiLimit *limiter // nil: unlimited
+	optLimit *limiter
+	maint    *maintenance
+	auditLog *auditLog
+	metrics  *httpMetrics
+	now      func() time.Time
+	started  time.Time
 }
 
 // New builds the handler.
@@ -81,14 +96,37 @@ func New(cfg Config) *Server {
 		cfg.MaxWait = 60 * time.Second
 	}
 	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = 10 << 20
+		cfg.MaxBody = 10 << 20 // the guide's proxy-body-size
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	sec := &cfg.Security
+	if sec.MaxChannels <= 0 {
+		sec.MaxChannels = 1000
+	}
+	if sec.MaxAllocations <= 0 {
+		sec.MaxAllocations = 1000
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), auth: sec.Auth, now: sec.Now, started: time.Now()}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if sec.RateLimit.Enabled() {
+		s.apiLimit = newLimiter(sec.RateLimit, sec.RateLimitClients)
+	}
+	if sec.OptimizeRateLimit.Enabled() {
+		s.optLimit = newLimiter(sec.OptimizeRateLimit, sec.RateLimitClients)
+	}
+	s.maint = newMaintenance(sec.Maintenance, sec.MaintenanceRetryAfter, s.now())
+	s.auditLog = newAuditLog(cfg.Logger, sec.AuditEntries, s.now)
+	var err error
+	if s.metrics, err = newHTTPMetrics(cfg.Registry); err != nil {
+		// Only a clashing collector of the same name gets here: serve without the
+		// HTTP metrics rather than not at all.
+		cfg.Logger.Error().Err(err).Msg("registering the HTTP metrics")
+	}
 	s.routes()
+	s.buildFront()
 	return s
 }
-
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
@@ -110,6 +148,12 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/v1/results/{id}", s.getResult)
 	s.mux.HandleFunc("GET /api/v1/results/{id}/audit", s.audit)
 	s.mux.HandleFunc("POST /api/v1/whatif", s.whatif)
+	s.mux.HandleFunc("GET /admin/maintenance", s.getMaintenance)
+	s.mux.HandleFunc("PUT /admin/maintenance", s.putMaintenance)
+	s.mux.HandleFunc("GET /admin/audit", s.listAudit)
+	if s.cfg.Security.Debug {
+		s.mux.HandleFunc("GET /debug/status", s.debugStatus)
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path, "")
 	})
@@ -309,14 +353,18 @@ func (s *Server) publishModel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "a published model needs a model_id", "model_id")
 		return
 	}
+	if !s.checkModel(w, &m, "") {
+		return
+	}
 	id := newID("evt-")
 	if err := s.publish(r.Context(), s.cfg.Topics.Models, event.ModelPublished, m.ModelID, body, id); err != nil {
 		s.cfg.Logger.Error().Err(err).Msg("publishing a model")
 		writeError(w, http.StatusServiceUnavailable, "the event log is unavailable: "+err.Error(), "")
 		return
 	}
-	s.cfg.Logger.Info().Str("model_id", m.ModelID).Str("event_id", id).Str("remote", r.RemoteAddr).Msg("model published")
-	writeJSON(w, http.StatusAccepted, map[string]any{"model_id": m.ModelID, "event_id": id, "hash": engine.ModelHash(&m),
+	hash := engine.ModelHash(&m)
+	s.auditLog.record(r, "model.publish", "ok", map[string]string{"model_id": m.ModelID, "event_id": id, "hash": hash})
+	writeJSON(w, http.StatusAccepted, map[string]any{"model_id": m.ModelID, "event_id": id, "hash": hash,
 		"status": "accepted"})
 }
 
@@ -347,6 +395,9 @@ func (s *Server) optimize(w http.ResponseWriter, r *http.Request) {
 		var fes engine.FieldErrors
 		errors.As(err, &fes)
 		writeFieldErrors(w, decodeStatus(fes), fes)
+		return
+	}
+	if !s.checkRequest(w, &req) {
 		return
 	}
 	if req.RequestID == "" {
@@ -571,14 +622,16 @@ func (s *Server) whatif(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "at least one allocation is needed", "allocations")
 		return
 	}
-	if len(in.Allocations) > 1000 {
-		writeError(w, http.StatusRequestEntityTooLarge, "at most 1000 allocations per request", "allocations")
+	if !s.checkAllocations(w, in.Allocations) {
 		return
 	}
 	var pm *engine.Prepared
 	switch {
 	case len(in.Model) > 0:
 		m, err := engine.DecodeModel(in.Model)
+		if err == nil && !s.checkModel(w, &m, "model.") {
+			return
+		}
 		if err == nil {
 			pm, err = engine.Prepare(&m)
 		}
