@@ -110,14 +110,21 @@ func runAPI(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	fs.SetOutput(stderr)
 	var lc logConfig
 	var sc storeConfig
+	var sec apiSecurity
 	lc.register(fs)
 	sc.register(fs)
+	sec.register(fs, true)
 	httpAddr := fs.String("http-addr", envString("ATLAS_HTTP_ADDR", ":8000"), "address of the API [ATLAS_HTTP_ADDR]")
 	defModel := fs.String("default-model", envString("ATLAS_DEFAULT_MODEL", ""), "model for what-if requests that name none [ATLAS_DEFAULT_MODEL]")
 	if err := parseFlags(ctx, fs, args); err != nil {
 		return 2
 	}
 	logger := lc.logger(stderr, "api")
+	security, err := sec.build()
+	if err != nil {
+		logger.Error().Err(err).Msg("bad configuration")
+		return 2
+	}
 	o, err := lc.open(ctx)
 	if err != nil {
 		logger.Error().Err(err).Msg("cannot open the event log")
@@ -133,6 +140,7 @@ func runAPI(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	reg := newMetricsRegistry()
 	cfg := api.Config{Log: o.log, Store: st, Topics: lc.topics, DefaultModel: *defModel, Logger: logger,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), OpenAPI: schemas.OpenAPI(),
+		Security: security, Registry: reg, Version: version,
 		Checks: map[string]api.Check{
 			"log": func(ctx context.Context) error {
 				_, err := o.log.EndOffsets(ctx, lc.topics.Requests)
@@ -168,7 +176,7 @@ func runAPI(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 		httpSrv.Shutdown(shutdown) //nolint:errcheck
 	}()
 	logger.Info().Str("addr", ln.Addr().String()).Msg("serving the API")
-	if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := sec.serve(httpSrv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logger.Error().Err(err).Msg("API failed")
 		return 1
 	}

@@ -51,7 +51,7 @@ func TestScaledRolesSurviveClickHouseOutage(t *testing.T) {
 	start(append([]string{"process", "--metrics-addr", freePort(t), "--group", "sc-" + suffix}, common...)...)
 	start(append(append([]string{"project", "--metrics-addr", freePort(t)}, common...), store...)...)
 	apiAddr := freePort(t)
-	start(append(append([]string{"api", "--http-addr", apiAddr}, common...), store...)...)
+	start(append(append([]string{"api", "--http-addr", apiAddr, "--require-auth=false", "--rate-limit=off", "--optimize-rate-limit=off"}, common...), store...)...)
 	base := "http://" + apiAddr
 	deadline := time.Now().Add(60 * time.Second)
 	for {

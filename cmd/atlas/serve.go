@@ -31,7 +31,9 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var lc logConfig
+	var sec apiSecurity
 	lc.register(fs)
+	sec.register(fs, false)
 	httpAddr := fs.String("http-addr", envString("ATLAS_HTTP_ADDR", ":8000"), "address of the API [ATLAS_HTTP_ADDR]")
 	defModel := fs.String("default-model", envString("ATLAS_DEFAULT_MODEL", ""), "model for requests that name none (default: the latest published) [ATLAS_DEFAULT_MODEL]")
 	demo := fs.String("demo-model", envString("ATLAS_DEMO_MODEL", ""), "model file published on first start, when no model exists yet [ATLAS_DEMO_MODEL]")
@@ -39,6 +41,11 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	logger := lc.logger(stderr, "serve")
+	security, err := sec.build()
+	if err != nil {
+		logger.Error().Err(err).Msg("bad configuration")
+		return 2
+	}
 	o, err := lc.open(ctx)
 	if err != nil {
 		logger.Error().Err(err).Msg("cannot open the event log")
@@ -74,6 +81,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 
 	srv := api.New(api.Config{Log: o.log, Store: st, Live: natsResults{o.nc}, Topics: lc.topics, DefaultModel: *defModel,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: lc.logger(stderr, "api"), OpenAPI: schemas.OpenAPI(),
+		Security: security, Registry: reg, Version: version,
 		Checks: map[string]api.Check{
 			"log": func(ctx context.Context) error {
 				_, err := o.log.EndOffsets(ctx, lc.topics.Requests)
@@ -120,11 +128,11 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	go func() { defer wg.Done(); errc <- proj.Run(runCtx) }()
 	go func() {
 		defer wg.Done()
-		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := sec.serve(httpSrv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
-	url := "http://" + displayAddr(ln.Addr().String())
+	url := sec.scheme() + "://" + displayAddr(ln.Addr().String())
 	logger.Info().Str("url", url).Str("data_dir", lc.dataDir).Msg("atlas is serving")
 	fmt.Fprintf(stdout, "Atlas is running at %s\nTry:\n  curl -s -X POST %s/api/v1/optimize -H 'Content-Type: application/json' \\\n    -d '{\"budget\": {\"tv\": 100000, \"digital\": 200000}, \"constraints\": {\"total\": 300000}}'\n", url, url)
 
