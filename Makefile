@@ -60,10 +60,16 @@ bench-compare: bench-deps
 bench-api: build
 	$(GO) run ./bench/apiload -atlas $(BIN)
 
+# The engine's decoders and solver, then the query API's decoders of untrusted input
+# (bodies, queries and cursors, credentials, X-Forwarded-For) and of the operator's
+# security settings.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeModel$$' -fuzztime $(FUZZTIME) ./engine/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./engine/
 	$(GO) test -run '^$$' -fuzz '^FuzzSolve$$' -fuzztime $(FUZZTIME) ./engine/
+	for f in FuzzRequestBodies FuzzQueryParameters FuzzAuthenticate FuzzForwardedFor FuzzParseRateSpec FuzzParseAPIKeys; do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./projections/api/ || exit 1; \
+	done
 
 clean:
 	rm -rf bin bench/out

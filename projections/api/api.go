@@ -358,6 +358,13 @@ func (s *Server) publishModel(w http.ResponseWriter, r *http.Request) {
 	}
 	id := newID("evt-")
 	if err := s.publish(r.Context(), s.cfg.Topics.Models, event.ModelPublished, m.ModelID, body, id); err != nil {
+		// The event schema is stricter than the decoder (duplicate keys, for one): its
+		// refusal is the client's error, as for requests.
+		var fes engine.FieldErrors
+		if errors.As(err, &fes) {
+			writeFieldErrors(w, http.StatusUnprocessableEntity, fes)
+			return
+		}
 		s.cfg.Logger.Error().Err(err).Msg("publishing a model")
 		writeError(w, http.StatusServiceUnavailable, "the event log is unavailable: "+err.Error(), "")
 		return
