@@ -117,6 +117,9 @@ func checkAgainstDoc(t *testing.T, doc map[string]any, method, path string, code
 }
 
 func resolve(doc map[string]any, resp map[string]any) map[string]any {
+	if ref, ok := resp["$ref"].(string); ok && strings.HasPrefix(ref, "#/components/responses/") {
+		resp, _ = doc["components"].(map[string]any)["responses"].(map[string]any)[strings.TrimPrefix(ref, "#/components/responses/")].(map[string]any)
+	}
 	c, ok := resp["content"].(map[string]any)
 	if !ok {
 		return nil
