@@ -21,19 +21,20 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"solve":   {"solve optimization requests offline: atlas solve [--model FILE] [FILE|-]", runSolve},
-		"process": {"run the stream processor (requests in, results out) on Kafka or JetStream", runProcess},
-		"produce": {"publish models and requests from NDJSON: atlas produce [FILE...|-]", runProduce},
-		"tail":    {"follow result events as NDJSON", runTail},
-		"project": {"run the projector (log into the read models)", runProject},
-		"api":     {"run the query API", runAPI},
-		"serve":   {"run everything in one process on the embedded defaults (log, processor, projector, API)", runServe},
-		"version": {"print the version, build date and Go version: atlas version [--json]", runVersion},
-		"smoke":   {"run the deployment smoke tests against a running API: atlas smoke --url URL", runSmoke},
-		"config":  {"print the effective configuration of a role: atlas config print [ROLE] [--config FILE] [flags]", runConfig},
-		"export":  {"write the log to an archive: atlas export --out FILE[.gz|.zst]", runExport},
-		"import":  {"load an archive into an empty log: atlas import FILE", runImport},
-		"audit":   {"re-derive every recorded result and check the history: atlas audit [--report FILE]", runAudit},
+		"solve":       {"solve optimization requests offline: atlas solve [--model FILE] [FILE|-]", runSolve},
+		"process":     {"run the stream processor (requests in, results out) on Kafka or JetStream", runProcess},
+		"produce":     {"publish models and requests from NDJSON: atlas produce [FILE...|-]", runProduce},
+		"tail":        {"follow result events as NDJSON", runTail},
+		"project":     {"run the projector (log into the read models)", runProject},
+		"api":         {"run the query API", runAPI},
+		"serve":       {"run everything in one process on the embedded defaults (log, processor, projector, API)", runServe},
+		"version":     {"print the version, build date and Go version: atlas version [--json]", runVersion},
+		"smoke":       {"run the deployment smoke tests against a running API: atlas smoke --url URL", runSmoke},
+		"config":      {"print the effective configuration of a role: atlas config print [ROLE] [--config FILE] [flags]", runConfig},
+		"export":      {"write the log to an archive: atlas export --out FILE[.gz|.zst]", runExport},
+		"import":      {"load an archive into an empty log: atlas import FILE", runImport},
+		"audit":       {"re-derive every recorded result and check the history: atlas audit [--report FILE]", runAudit},
+		"healthcheck": {"exit 0 if a health URL answers 2xx (for distroless images): atlas healthcheck [--url URL]", runHealthcheck},
 	}
 }
 
