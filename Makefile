@@ -7,12 +7,17 @@ DATE     := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.buildDate=$(DATE)
 FUZZTIME ?= 30s
 
-.PHONY: all build run test test-go test-bench services bench bench-go bench-compare bench-api bench-deps fuzz vet clean
+.PHONY: all build docker run test test-go test-bench services bench bench-go bench-compare bench-api bench-deps fuzz vet clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/atlas
+
+# The container image (deploy/Dockerfile): the same flags as build, on distroless.
+IMAGE ?= atlas:$(VERSION)
+docker:
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) --build-arg BUILD_DATE=$(DATE) -t $(IMAGE) .
 
 # The main job on the embedded defaults: log, processor, projector and API in one
 # process, data under ./data, the demo model published on first start.
