@@ -10,6 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -34,12 +37,54 @@ type Projector struct {
 	Poll      time.Duration // wait between reads once caught up (default 50ms)
 	Logger    zerolog.Logger
 
+	// From and To bound what is projected (a replay, see projections/replay). A
+	// partition's checkpoint wins over From; the model topic is always read from its
+	// start whatever From says (version numbers depend on every earlier model event).
+	// Zero values mean the start of the log and its end at each read.
+	From, To Bound
+
 	// The model topic is always read from its start (models are few): version numbers
 	// are assigned in log order and must come out the same after a restart.
 	registry  *processor.Registry
 	modelData map[string]json.RawMessage // published model data by event id
-	caughtUp  bool
+	caughtUp  atomic.Bool
+
+	mu       sync.Mutex
+	applied  map[string]map[int]int64 // checkpoint of the last Apply
+	newest   map[string]time.Time     // log time of the newest message applied, by topic
+	messages int64                    // messages covered by Applies since the start
 }
+
+// Bound is one end of a projection range. Offsets of one topic (Topics) win over
+// offsets for every topic (Offsets), which win over Time; a partition none of them
+// names starts at its beginning (ends at the end of the log).
+type Bound struct {
+	Time    time.Time
+	Offsets map[int]int64            // every topic's partitions
+	Topics  map[string]map[int]int64 // one topic's partitions
+}
+
+// IsZero reports whether b bounds nothing.
+func (b Bound) IsZero() bool {
+	return b.Time.IsZero() && len(b.Offsets) == 0 && len(b.Topics) == 0
+}
+
+// Position is b for one topic.
+func (b Bound) Position(topic string) streams.Position {
+	pos := streams.Position{Time: b.Time}
+	if len(b.Offsets) == 0 && len(b.Topics[topic]) == 0 {
+		return pos
+	}
+	pos.Offsets = map[int]int64{}
+	maps.Copy(pos.Offsets, b.Offsets)
+	maps.Copy(pos.Offsets, b.Topics[topic])
+	return pos
+}
+
+// ErrSwitched is returned by Step when the store's generation changed under it (a
+// replay was switched in, see projections/replay): the checkpoint has been reset to the
+// new generation's and the next Step continues from there.
+var ErrSwitched = errors.New("projections: the store was switched to another generation")
 
 // Run projects until ctx ends. A failing store is retried with backoff: the projector
 // waits, then catches up.
@@ -67,6 +112,10 @@ func (p *Projector) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, ErrSwitched) {
+			p.Logger.Info().Err(err).Msg("continuing from the new generation's checkpoint")
+			continue
+		}
 		if err != nil {
 			p.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("projection failed; retrying")
 			select {
@@ -79,7 +128,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		}
 		backoff = 100 * time.Millisecond
 		if n == 0 {
-			p.caughtUp = true
+			p.caughtUp.Store(true)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -90,7 +139,45 @@ func (p *Projector) Run(ctx context.Context) error {
 }
 
 // CaughtUp reports whether the projector has reached the end of the log once.
-func (p *Projector) CaughtUp() bool { return p.caughtUp }
+func (p *Projector) CaughtUp() bool { return p.caughtUp.Load() }
+
+// Applied returns the checkpoint of the last successful Apply (nil before the first).
+func (p *Projector) Applied() map[string]map[int]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]map[int]int64, len(p.applied))
+	for t, parts := range p.applied {
+		out[t] = maps.Clone(parts)
+	}
+	return out
+}
+
+// Newest returns the log time of the newest message of topic applied so far.
+func (p *Projector) Newest(topic string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.newest[topic]
+}
+
+// Messages returns how many messages the Applies since the start covered.
+func (p *Projector) Messages() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.messages
+}
+
+func (p *Projector) recordApply(b store.Batch, topic string, msgs int, newest time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.applied = b.Checkpoint
+	p.messages += int64(msgs)
+	if p.newest == nil {
+		p.newest = map[string]time.Time{}
+	}
+	if newest.After(p.newest[topic]) {
+		p.newest[topic] = newest
+	}
+}
 
 func (p *Projector) migrate(ctx context.Context) error {
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
@@ -107,12 +194,27 @@ func (p *Projector) migrate(ctx context.Context) error {
 	}
 }
 
-// Step reads what the log holds past the checkpoint and applies it in batches. It
-// returns the number of messages projected.
+// Step reads what the log holds past the checkpoint (up to To) and applies it in
+// batches. It returns the number of messages projected.
+//
+// When the store records its generation (store.Generations), Step notes it before
+// reading the checkpoint and checks it after every Apply: a replay switched in
+// meanwhile (projections/replay) means this Step's batches may have landed in the new
+// tables with positions of the old ones, so the checkpoint is reset to the one the
+// new generation was built to and Step returns ErrSwitched. Re-applying from there is
+// harmless (writes are idempotent upserts).
 func (p *Projector) Step(ctx context.Context) (int, error) {
 	if p.registry == nil {
 		p.registry = processor.NewRegistry("")
 		p.modelData = map[string]json.RawMessage{}
+	}
+	gens, _ := p.Store.(store.Generations)
+	var gen store.Generation
+	if gens != nil {
+		var err error
+		if gen, err = gens.Generation(ctx); err != nil {
+			return 0, fmt.Errorf("reading the store's generation: %w", err)
+		}
 	}
 	cp, err := p.Store.Checkpoint(ctx, p.Name)
 	if err != nil {
@@ -120,11 +222,20 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 	}
 	total := 0
 	for _, topic := range []string{p.Topics.Models, p.Topics.Requests, p.Topics.Results, p.Topics.DeadLetters} {
-		from := streams.Position{Offsets: cp[topic]}
+		from := p.From.Position(topic)
+		if len(cp[topic]) > 0 {
+			from.Offsets = maps.Clone(from.Offsets)
+			if from.Offsets == nil {
+				from.Offsets = map[int]int64{}
+			}
+			maps.Copy(from.Offsets, cp[topic])
+		}
 		if topic == p.Topics.Models {
 			from = streams.Position{Offsets: p.registry.Offsets()}
 		}
 		b := p.newBatch(cp)
+		msgs := 0
+		var newest time.Time
 		flush := func() error {
 			if b.Rows() == 0 && len(b.Checkpoint[topic]) == 0 {
 				return nil
@@ -132,13 +243,28 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 			if err := p.Store.Apply(ctx, b); err != nil {
 				return fmt.Errorf("applying %d rows: %w", b.Rows(), err)
 			}
+			if gens != nil {
+				now, err := gens.Generation(ctx)
+				if err != nil {
+					return fmt.Errorf("reading the store's generation: %w", err)
+				}
+				if !now.Same(gen) {
+					return p.resetTo(ctx, now)
+				}
+			}
+			p.recordApply(b, topic, msgs, newest)
+			msgs = 0
 			cp = b.Checkpoint
 			b = p.newBatch(cp)
 			return nil
 		}
 		n := 0
-		err := p.Log.Read(ctx, topic, from, streams.Position{}, func(m streams.Message) error {
+		err := p.Log.Read(ctx, topic, from, p.To.Position(topic), func(m streams.Message) error {
 			n++
+			msgs++
+			if m.Time.After(newest) {
+				newest = m.Time
+			}
 			p.project(&b, topic, m)
 			b.Checkpoint[topic][m.Partition] = m.Offset + 1
 			if b.Rows() >= p.BatchRows {
@@ -146,6 +272,9 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 			}
 			return nil
 		})
+		if errors.Is(err, ErrSwitched) {
+			return total, err
+		}
 		if err != nil {
 			if errors.Is(err, streams.ErrClosed) || ctx.Err() != nil {
 				return total, ctx.Err()
@@ -160,6 +289,33 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 		total += n
 	}
 	return total, nil
+}
+
+// resetTo sets the checkpoint to the one generation g was built to: every partition it
+// does not name goes back to the start, since rows this projector wrote for it may
+// have landed in the tables that were switched out.
+func (p *Projector) resetTo(ctx context.Context, g store.Generation) error {
+	now, err := p.Store.Checkpoint(ctx, p.Name)
+	if err != nil {
+		return fmt.Errorf("reading checkpoint after a switch: %w", err)
+	}
+	reset := map[string]map[int]int64{}
+	for t, parts := range now {
+		reset[t] = map[int]int64{}
+		for part := range parts {
+			reset[t][part] = 0
+		}
+	}
+	for t, parts := range g.Checkpoint {
+		if reset[t] == nil {
+			reset[t] = map[int]int64{}
+		}
+		maps.Copy(reset[t], parts)
+	}
+	if err := p.Store.Apply(ctx, store.Batch{Projector: p.Name, Checkpoint: reset}); err != nil {
+		return fmt.Errorf("resetting the checkpoint after a switch: %w", err)
+	}
+	return fmt.Errorf("%w %q", ErrSwitched, g.Name)
 }
 
 func (p *Projector) newBatch(cp map[string]map[int]int64) store.Batch {

@@ -263,3 +263,25 @@ func ResultFilter(q ResultQuery) (where []string, args []any, err error) {
 	}
 	return where, args, nil
 }
+
+// EncodeGeneration is how backends store a Generation: JSON.
+func EncodeGeneration(g Generation) (string, error) {
+	b, err := json.Marshal(g)
+	if err != nil {
+		return "", fmt.Errorf("encoding generation: %w", err)
+	}
+	return string(b), nil
+}
+
+// DecodeGeneration reads what EncodeGeneration wrote; "" is the zero Generation.
+func DecodeGeneration(body string) (Generation, error) {
+	var g Generation
+	if body == "" {
+		return g, nil
+	}
+	if err := json.Unmarshal([]byte(body), &g); err != nil {
+		return g, fmt.Errorf("decoding generation: %w", err)
+	}
+	g.Started, g.Finished, g.Switched = g.Started.UTC(), g.Finished.UTC(), g.Switched.UTC()
+	return g, nil
+}

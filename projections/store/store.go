@@ -202,3 +202,33 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Close() error
 }
+
+// Generation says how a store's read models were built: by the live projector (the zero
+// Generation) or by a replay (projections/replay), which records its range, when it
+// started and, once it has reached its end, when it finished and the checkpoint it
+// ended at. It travels with the tables when a replay is switched in, so the store shows
+// which generation it serves.
+type Generation struct {
+	Name       string                   `json:"name,omitempty"`
+	From       string                   `json:"from,omitempty"` // the range asked for, as given
+	To         string                   `json:"to,omitempty"`
+	Started    time.Time                `json:"started,omitzero"`
+	Finished   time.Time                `json:"finished,omitzero"` // zero while the build runs
+	Checkpoint map[string]map[int]int64 `json:"checkpoint,omitempty"`
+	Messages   int64                    `json:"messages,omitempty"` // log messages the build projected
+	Switched   time.Time                `json:"switched,omitzero"`  // when it last went live
+}
+
+// Same reports whether g and h describe the same build (a projector uses it to notice
+// that its store was switched).
+func (g Generation) Same(h Generation) bool {
+	return g.Name == h.Name && g.Started.Equal(h.Started)
+}
+
+// Generations is implemented by stores that record their Generation (both backends).
+type Generations interface {
+	// Generation returns the store's generation, the zero value when none was set.
+	Generation(ctx context.Context) (Generation, error)
+	// SetGeneration replaces it.
+	SetGeneration(ctx context.Context, g Generation) error
+}

@@ -768,3 +768,34 @@ ORDER BY time_ns DESC, log_topic DESC, log_partition DESC, log_offset DESC LIMIT
 	}
 	return out, nil
 }
+
+// Generation returns the generation the tables record (zero when none).
+func (s *Store) Generation(ctx context.Context) (store.Generation, error) {
+	rows, err := s.conn.Query(readCtx(ctx), `SELECT body FROM generation FINAL WHERE id = 1`)
+	if err != nil {
+		return store.Generation{}, fmt.Errorf("clickhouse: generation: %w", err)
+	}
+	defer rows.Close()
+	var body string
+	for rows.Next() {
+		if err := rows.Scan(&body); err != nil {
+			return store.Generation{}, fmt.Errorf("clickhouse: generation: %w", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return store.Generation{}, fmt.Errorf("clickhouse: generation: %w", err)
+	}
+	return store.DecodeGeneration(body)
+}
+
+// SetGeneration records g (a new row version: the latest wins).
+func (s *Store) SetGeneration(ctx context.Context, g store.Generation) error {
+	body, err := store.EncodeGeneration(g)
+	if err != nil {
+		return err
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	cols := []column{{"id", []uint8{1}}, {"body", []string{body}}, {"row_version", []uint64{s.versions(1)}}}
+	return s.insert(ctx, "generation", 1, cols)
+}

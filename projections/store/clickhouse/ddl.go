@@ -120,4 +120,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     row_version   UInt64
 ) ENGINE = ReplacingMergeTree(row_version)
 ORDER BY (projector, log_topic, log_partition);
+
+-- Which build the tables hold (store.Generation as JSON, one row, id 1): the live
+-- projector's, or a replay's (projections/replay), whose switch renames every table
+-- of this file, this one included, between the live database and a replay database.
+CREATE TABLE IF NOT EXISTS generation (
+    id          UInt8,
+    body        String,
+    row_version UInt64
+) ENGINE = ReplacingMergeTree(row_version)
+ORDER BY id;
 `

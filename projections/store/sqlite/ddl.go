@@ -108,4 +108,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     next_offset   INTEGER NOT NULL,
     PRIMARY KEY (projector, log_topic, log_partition)
 ) WITHOUT ROWID;
+
+-- Which build the file holds (store.Generation as JSON, one row): the live projector's,
+-- or a replay's (projections/replay), whose switch swaps whole files.
+CREATE TABLE IF NOT EXISTS generation (
+    id   INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    body TEXT    NOT NULL
+);
 `

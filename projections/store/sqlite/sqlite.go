@@ -491,3 +491,30 @@ FROM dead_letters ORDER BY time_ns DESC, log_topic DESC, log_partition DESC, log
 	}
 	return out, nil
 }
+
+// Generation returns the generation the file records (zero when none).
+func (s *Store) Generation(ctx context.Context) (store.Generation, error) {
+	var body string
+	err := s.r.QueryRowContext(ctx, `SELECT body FROM generation WHERE id = 1`).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Generation{}, nil
+	}
+	if err != nil {
+		return store.Generation{}, fmt.Errorf("sqlite: generation: %w", err)
+	}
+	return store.DecodeGeneration(body)
+}
+
+// SetGeneration records g.
+func (s *Store) SetGeneration(ctx context.Context, g store.Generation) error {
+	body, err := store.EncodeGeneration(g)
+	if err != nil {
+		return err
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO generation (id, body) VALUES (1, ?)
+ON CONFLICT (id) DO UPDATE SET body = excluded.body`, body)
+	if err != nil {
+		return fmt.Errorf("sqlite: set generation: %w", err)
+	}
+	return nil
+}

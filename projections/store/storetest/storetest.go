@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeadLetters", testDeadLetters},
 		{"ExtremeTimes", testExtremeTimes},
 		{"ConcurrentReaders", testConcurrentReaders},
+		{"Generation", testGeneration},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -475,6 +476,38 @@ func testCheckpoint(t *testing.T, s store.Store) {
 	got, err = s.Checkpoint(c, "p")
 	check(t, err)
 	equal(t, "checkpoint p again", got, map[string]map[int]int64{"a": {0: 20, 1: 5}, "b": {0: 1}})
+}
+
+// testGeneration: a store records which build it holds (a replay's switch depends on
+// it), and a later SetGeneration replaces the earlier one.
+func testGeneration(t *testing.T, s store.Store) {
+	gs, ok := s.(store.Generations)
+	if !ok {
+		t.Fatal("the store does not implement store.Generations")
+	}
+	c := ctx(t)
+	g, err := gs.Generation(c)
+	check(t, err)
+	equal(t, "generation of a new store", g, store.Generation{})
+	building := store.Generation{Name: "g1", From: "0:5", To: "2025-01-01T00:00:00Z", Started: base}
+	check(t, gs.SetGeneration(c, building))
+	g, err = gs.Generation(c)
+	check(t, err)
+	equal(t, "generation while building", g, building)
+	done := building
+	done.Finished, done.Messages = base.Add(time.Minute), 42
+	done.Checkpoint = map[string]map[int]int64{"a": {0: 7, 3: 9}, "b": {1: 0}}
+	check(t, gs.SetGeneration(c, done))
+	g, err = gs.Generation(c)
+	check(t, err)
+	equal(t, "generation when done", g, done)
+	if !g.Same(building) || g.Same(store.Generation{Name: "g1"}) {
+		t.Error("Same: a build is the same build before and after it finishes, and no other")
+	}
+	// The rows and checkpoints are untouched.
+	cp, err := s.Checkpoint(c, "p")
+	check(t, err)
+	equal(t, "checkpoint", cp, map[string]map[int]int64{})
 }
 
 func testInvalidBatch(t *testing.T, s store.Store) {
