@@ -799,3 +799,107 @@ func (s *Store) SetGeneration(ctx context.Context, g store.Generation) error {
 	cols := []column{{"id", []uint8{1}}, {"body", []string{body}}, {"row_version", []uint64{s.versions(1)}}}
 	return s.insert(ctx, "generation", 1, cols)
 }
+
+// Database is the database the store reads and writes.
+func (s *Store) Database() string { return s.cfg.Database }
+
+// Config is the store's configuration (with defaults filled in).
+func (s *Store) Config() Config { return s.cfg }
+
+// Tables are the tables Migrate creates (schemas/ddl/clickhouse.sql), which a switch
+// of generations renames together.
+func Tables() []string {
+	var out []string
+	for _, m := range createRE.FindAllStringSubmatch(DDL, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+var createRE = regexp.MustCompile(`(?m)^CREATE TABLE IF NOT EXISTS ([A-Za-z_][A-Za-z0-9_]*)`)
+
+// Databases lists the server's databases whose name starts with prefix, sorted.
+func (s *Store) Databases(ctx context.Context, prefix string) ([]string, error) {
+	rows, err := s.conn.Query(ctx, `SELECT name FROM system.databases WHERE startsWith(name, ?) ORDER BY name`, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: databases: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("clickhouse: databases: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// DropDatabase drops database name with its tables; never the store's own.
+func (s *Store) DropDatabase(ctx context.Context, name string) error {
+	if !identRE.MatchString(name) || name == s.cfg.Database {
+		return fmt.Errorf("clickhouse: refusing to drop database %q", name)
+	}
+	if err := s.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name); err != nil {
+		return fmt.Errorf("clickhouse: drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+// swapSuffix names a table in flight during SwapTables.
+const swapSuffix = "__swap"
+
+// SwapTables exchanges every table of Tables between the store's database and other in
+// one RENAME TABLE statement: each table of the store's database moves to other under
+// a temporary name, other's takes its place, and the temporary one takes other's.
+// Both databases must hold every table (Migrate both first).
+//
+// ClickHouse 18.16 (Ordinary databases) renames a chain under a global lock with all
+// the tables locked, so queries see either every old table or every new one; a chain
+// is only left half done if the server itself dies in the middle. On current releases
+// with Atomic databases a statement of several renames is not atomic as a whole
+// (EXCHANGE TABLES is, one pair at a time): a query may see a mix for the instant the
+// statement runs.
+func (s *Store) SwapTables(ctx context.Context, other string) error {
+	live := s.cfg.Database
+	if !identRE.MatchString(other) || other == live {
+		return fmt.Errorf("clickhouse: cannot swap tables with database %q", other)
+	}
+	have := map[string]bool{}
+	rows, err := s.conn.Query(ctx, `SELECT database, name FROM system.tables WHERE database IN (?, ?)`, live, other)
+	if err != nil {
+		return fmt.Errorf("clickhouse: swap: %w", err)
+	}
+	for rows.Next() {
+		var db, name string
+		if err := rows.Scan(&db, &name); err != nil {
+			rows.Close()
+			return fmt.Errorf("clickhouse: swap: %w", err)
+		}
+		have[db+"."+name] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("clickhouse: swap: %w", err)
+	}
+	var parts []string
+	for _, t := range Tables() {
+		for _, db := range []string{live, other} {
+			if !have[db+"."+t] {
+				return fmt.Errorf("clickhouse: swap: table %s.%s is missing", db, t)
+			}
+			if have[db+"."+t+swapSuffix] {
+				return fmt.Errorf("clickhouse: swap: %s.%s%s is left from an interrupted swap: rename it back by hand", db, t, swapSuffix)
+			}
+		}
+		parts = append(parts,
+			fmt.Sprintf("%s.%s TO %s.%s%s", live, t, other, t, swapSuffix),
+			fmt.Sprintf("%s.%s TO %s.%s", other, t, live, t),
+			fmt.Sprintf("%s.%s%s TO %s.%s", other, t, swapSuffix, other, t))
+	}
+	if err := s.conn.Exec(ctx, "RENAME TABLE "+strings.Join(parts, ", ")); err != nil {
+		return fmt.Errorf("clickhouse: swap tables of %s and %s: %w", live, other, err)
+	}
+	return nil
+}

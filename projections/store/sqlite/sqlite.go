@@ -518,3 +518,31 @@ ON CONFLICT (id) DO UPDATE SET body = excluded.body`, body)
 	}
 	return nil
 }
+
+// Quiesce folds the write-ahead log of the database file at path into the file and
+// leaves it in rollback-journal mode, with no -wal or -shm file beside it: the file
+// alone then holds the database and can be renamed (a replay's switch swaps files).
+// Open puts it back in WAL mode. It fails when another connection, in this process or
+// another, has the file open, since SQLite leaves WAL mode only with none.
+func Quiesce(ctx context.Context, path string) error {
+	if path == "" || path == ":memory:" || strings.ContainsAny(path, "?#") {
+		return fmt.Errorf("sqlite: bad path %q", path)
+	}
+	db, err := sql.Open("sqlite", path+"?_busy_timeout=5000")
+	if err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		return fmt.Errorf("sqlite: quiesce %s: %w", path, err)
+	}
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode=DELETE").Scan(&mode); err != nil {
+		return fmt.Errorf("sqlite: quiesce %s: %w", path, err)
+	}
+	if mode != "delete" {
+		return fmt.Errorf("sqlite: quiesce %s: still in %s mode: another process has it open (stop atlas serve/project/api)", path, mode)
+	}
+	return db.Close()
+}
