@@ -387,7 +387,12 @@ func (r *Replay) catchUp(ctx context.Context, s store.Store, name string, force 
 	if err != nil {
 		return g, err
 	}
-	if g.Name == "" || g.Finished.IsZero() {
+	if g.Name == "" {
+		// Read models the live projector built (switched out by a switch that crashed
+		// before recording them): complete from the start of the log.
+		g = store.Generation{Name: name, Started: time.Now().UTC(), Finished: time.Now().UTC()}
+	}
+	if g.Finished.IsZero() {
 		return g, fmt.Errorf("replay: generation %q is not finished: run the replay again to resume it", name)
 	}
 	from, err := ParseSpec(g.From)
