@@ -89,18 +89,7 @@ var ErrSwitched = errors.New("projections: the store was switched to another gen
 // Run projects until ctx ends. A failing store is retried with backoff: the projector
 // waits, then catches up.
 func (p *Projector) Run(ctx context.Context) error {
-	if p.Name == "" {
-		p.Name = "atlas-projector"
-	}
-	if p.BatchRows <= 0 {
-		p.BatchRows = 5000
-	}
-	if p.Poll <= 0 {
-		p.Poll = 50 * time.Millisecond
-	}
-	if p.Topics == (processor.Topics{}) {
-		p.Topics = processor.DefaultTopics()
-	}
+	p.defaults()
 	if err := p.migrate(ctx); err != nil {
 		return err
 	}
@@ -135,6 +124,21 @@ func (p *Projector) Run(ctx context.Context) error {
 			case <-time.After(p.Poll):
 			}
 		}
+	}
+}
+
+func (p *Projector) defaults() {
+	if p.Name == "" {
+		p.Name = "atlas-projector"
+	}
+	if p.BatchRows <= 0 {
+		p.BatchRows = 5000
+	}
+	if p.Poll <= 0 {
+		p.Poll = 50 * time.Millisecond
+	}
+	if p.Topics == (processor.Topics{}) {
+		p.Topics = processor.DefaultTopics()
 	}
 }
 
@@ -204,6 +208,7 @@ func (p *Projector) migrate(ctx context.Context) error {
 // new generation was built to and Step returns ErrSwitched. Re-applying from there is
 // harmless (writes are idempotent upserts).
 func (p *Projector) Step(ctx context.Context) (int, error) {
+	p.defaults()
 	if p.registry == nil {
 		p.registry = processor.NewRegistry("")
 		p.modelData = map[string]json.RawMessage{}

@@ -33,6 +33,7 @@ func commands() map[string]command {
 		"config":      {"print the effective configuration of a role: atlas config print [ROLE] [--config FILE] [flags]", runConfig},
 		"export":      {"write the log to an archive: atlas export --out FILE[.gz|.zst]", runExport},
 		"import":      {"load an archive into an empty log: atlas import FILE", runImport},
+		"replay":      {"rebuild the read models from the log into a new generation, switch, list, drop", runReplay},
 		"audit":       {"re-derive every recorded result and check the history: atlas audit [--report FILE]", runAudit},
 		"healthcheck": {"exit 0 if a health URL answers 2xx (for distroless images): atlas healthcheck [--url URL]", runHealthcheck},
 	}

@@ -46,20 +46,32 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 func (c *storeConfig) open(ctx context.Context, dataDir string) (store.Store, error) {
 	switch c.kind {
 	case "sqlite", "":
-		path := c.path
-		if path == "" {
-			path = filepath.Join(dataDir, "store.db")
-		}
-		return sqlite.Open(path)
+		return sqlite.Open(c.sqlitePath(dataDir))
 	case "clickhouse":
-		cfg := clickhouse.Config{Addr: strings.Split(c.chAddr, ","), Database: c.chDB, Username: c.chUser, Password: c.chPass}
-		var err error
-		if cfg.TLS, err = c.chTLS.config(); err != nil {
-			return nil, fmt.Errorf("ClickHouse TLS: %w", err)
+		cfg, err := c.clickhouse()
+		if err != nil {
+			return nil, err
 		}
 		return clickhouse.Open(ctx, cfg)
 	}
 	return nil, fmt.Errorf("unknown --store %q (sqlite or clickhouse)", c.kind)
+}
+
+func (c *storeConfig) clickhouse() (clickhouse.Config, error) {
+	cfg := clickhouse.Config{Addr: strings.Split(c.chAddr, ","), Database: c.chDB, Username: c.chUser, Password: c.chPass}
+	var err error
+	if cfg.TLS, err = c.chTLS.config(); err != nil {
+		return cfg, fmt.Errorf("ClickHouse TLS: %w", err)
+	}
+	return cfg, nil
+}
+
+// sqlitePath is the SQLite file (default <data-dir>/store.db).
+func (c *storeConfig) sqlitePath(dataDir string) string {
+	if c.path != "" {
+		return c.path
+	}
+	return filepath.Join(dataDir, "store.db")
 }
 
 // runProject is `atlas project`: the projector role.
