@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,11 +11,13 @@ import (
 	"encoding/pem"
 	"flag"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,5 +276,115 @@ func TestKafkaSASLFlags(t *testing.T) {
 	t.Setenv("ATLAS_KAFKA_SASL_PASSWORD", password+"-wrong")
 	if code, _, errs := run(t, "", append(append([]string{"produce"}, common...), "../../examples/demo-model.json")...); code == 0 || !strings.Contains(errs, "SASL") {
 		t.Fatalf("produce with a wrong password: exit %d: %s", code, errs)
+	}
+}
+
+// tlsProxy terminates TLS (with a client certificate required) in front of a plain TCP
+// server, until the test ends.
+func tlsProxy(t *testing.T, pki *testPKI, backend string) string {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(pki.serverCert, pki.serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert},
+		ClientCAs: pki.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	track := func(c net.Conn) {
+		mu.Lock()
+		open = append(open, c)
+		mu.Unlock()
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			track(c)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				b, err := net.Dial("tcp", backend)
+				if err != nil {
+					return
+				}
+				track(b)
+				defer b.Close()
+				go func() { io.Copy(b, c); b.Close() }()
+				io.Copy(c, b)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestClickHouseTLS: the ClickHouse TLS flags reach the driver: the local ClickHouse,
+// behind a TLS proxy that requires a client certificate, answers through them, and not
+// without the CA or the certificate.
+func TestClickHouseTLS(t *testing.T) {
+	backend := strings.Split(os.Getenv("ATLAS_CLICKHOUSE_ADDR"), ",")[0]
+	if backend == "" {
+		backend = "127.0.0.1:19000"
+	}
+	if c, err := net.DialTimeout("tcp", backend, 2*time.Second); err != nil {
+		if os.Getenv("ATLAS_CLICKHOUSE_REQUIRED") != "" {
+			t.Fatalf("ClickHouse at %s (ATLAS_CLICKHOUSE_REQUIRED is set): %v", backend, err)
+		}
+		t.Skipf("ClickHouse at %s unreachable: %v", backend, err)
+	} else {
+		c.Close()
+	}
+	pki := newTestPKI(t)
+	proxy := tlsProxy(t, pki, backend)
+	ping := func(args ...string) error {
+		fs := flag.NewFlagSet("api", flag.ContinueOnError)
+		var sc storeConfig
+		sc.register(fs)
+		if err := fs.Parse(append([]string{"--store", "clickhouse", "--clickhouse-addr", proxy,
+			"--clickhouse-database", "default", "--clickhouse-user", "default", "--clickhouse-password", ""}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		st, err := sc.open(ctx, t.TempDir())
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		p, ok := st.(interface{ Ping(context.Context) error })
+		if !ok {
+			t.Fatalf("%T has no Ping", st)
+		}
+		return p.Ping(ctx)
+	}
+	if err := ping("--clickhouse-ca", pki.caFile, "--clickhouse-cert", pki.clientCert, "--clickhouse-key", pki.clientKey); err != nil {
+		t.Fatalf("over TLS with a client certificate: %v", err)
+	}
+	if err := ping("--clickhouse-cert", pki.clientCert, "--clickhouse-key", pki.clientKey); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Errorf("without the CA: %v", err)
+	}
+	if err := ping("--clickhouse-ca", pki.caFile); err == nil {
+		t.Error("accepted without a client certificate")
+	}
+	if err := ping(); err == nil {
+		t.Error("a plain connection to the TLS port worked")
 	}
 }
