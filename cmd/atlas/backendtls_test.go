@@ -21,7 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 )
 
 // testPKI is a CA, a server certificate for 127.0.0.1 and a client certificate, as PEM
@@ -166,6 +168,73 @@ func TestNATSToken(t *testing.T) {
 	t.Setenv("ATLAS_NATS_TOKEN", "wrong")
 	if code, _, errs := run(t, "", "produce", "--nats-url", url, "../../examples/demo-model.json"); code == 0 || !strings.Contains(strings.ToLower(errs), "authorization violation") {
 		t.Fatalf("produce with a wrong token: exit %d: %s", code, errs)
+	}
+}
+
+// TestNATSCredsFile: --nats-creds (a user JWT and NKey seed, as nsc writes them)
+// authenticates to a nats-server in operator mode; a user of an account the server does
+// not know is refused.
+func TestNATSCredsFile(t *testing.T) {
+	clearNATSEnv(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	operator, err := nkeys.CreateOperator()
+	must(err)
+	opPub, err := operator.PublicKey()
+	must(err)
+	opJWT, err := jwt.NewOperatorClaims(opPub).Encode(operator)
+	must(err)
+	opClaims, err := jwt.DecodeOperatorClaims(opJWT)
+	must(err)
+	// credsFor writes the creds file of a new user of a new account signed by the
+	// operator, and returns the account's public key and JWT.
+	credsFor := func(name string, jetStream bool) (file, accPub, accJWT string) {
+		acc, err := nkeys.CreateAccount()
+		must(err)
+		accPub, err = acc.PublicKey()
+		must(err)
+		ac := jwt.NewAccountClaims(accPub)
+		if jetStream {
+			ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+		}
+		accJWT, err = ac.Encode(operator)
+		must(err)
+		user, err := nkeys.CreateUser()
+		must(err)
+		userPub, err := user.PublicKey()
+		must(err)
+		userJWT, err := jwt.NewUserClaims(userPub).Encode(acc)
+		must(err)
+		seed, err := user.Seed()
+		must(err)
+		creds, err := jwt.FormatUserConfig(userJWT, seed)
+		must(err)
+		file = filepath.Join(t.TempDir(), name+".creds")
+		must(os.WriteFile(file, creds, 0o600))
+		return file, accPub, accJWT
+	}
+	good, accPub, accJWT := credsFor("atlas", true)
+	stranger, _, _ := credsFor("stranger", true)
+	_, sysPub, sysJWT := credsFor("system", false) // operator mode with JetStream needs one
+	resolver := &server.MemAccResolver{}
+	must(resolver.Store(accPub, accJWT))
+	must(resolver.Store(sysPub, sysJWT))
+	srv := startNATS(t, &server.Options{TrustedOperators: []*jwt.OperatorClaims{opClaims}, AccountResolver: resolver,
+		SystemAccount: sysPub})
+	url := "nats://" + srv.Addr().String()
+
+	if code, _, errs := run(t, "", "produce", "--nats-url", url, "--nats-creds", good, "../../examples/demo-model.json"); code != 0 {
+		t.Fatalf("produce with a creds file: exit %d: %s", code, errs)
+	}
+	if code, _, errs := run(t, "", "produce", "--nats-url", url, "--nats-creds", stranger, "../../examples/demo-model.json"); code == 0 || !strings.Contains(strings.ToLower(errs), "authorization violation") {
+		t.Fatalf("produce as a user of an unknown account: exit %d: %s", code, errs)
+	}
+	if code, _, errs := run(t, "", "produce", "--nats-url", url, "../../examples/demo-model.json"); code == 0 {
+		t.Fatalf("produce without credentials: exit %d: %s", code, errs)
 	}
 }
 
