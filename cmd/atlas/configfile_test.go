@@ -214,9 +214,9 @@ func TestConfigFileErrors(t *testing.T) {
 
 func TestIsSecret(t *testing.T) {
 	secret := []string{"clickhouse-password", "kafka-sasl-password", "nats-password", "nats-token",
-		"api-keys", "jwt-secret", "jwt", "api-key", "ATLAS_API_KEYS"}
+		"api-keys", "admin-api-keys", "jwt-secret", "jwt", "api-key", "ATLAS_API_KEYS"}
 	plain := []string{"clickhouse-user", "kafka-sasl-user", "nats-creds", "kafka-key", "nats-key", "tls-key",
-		"kafka-ca", "clickhouse-cert", "http-addr", "rate-limit"}
+		"kafka-ca", "clickhouse-cert", "http-addr", "rate-limit", "tls-cert", "require-auth"}
 	for _, n := range secret {
 		if !isSecret(n) {
 			t.Errorf("%s should be masked", n)

@@ -32,8 +32,11 @@ func runSmoke(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	model := fs.String("model", envString("ATLAS_SMOKE_MODEL", ""), "model to optimize against (default: the first active model listed) [ATLAS_SMOKE_MODEL]")
 	budget := fs.Float64("total", 100000, "total budget of the test optimization")
 	timeout := fs.Duration("timeout", 30*time.Second, "time allowed for all the tests together")
+	var tf tlsFlags
+	fs.StringVar(&tf.ca, "ca", envString("ATLAS_SMOKE_CA", ""), "PEM file of the CAs that sign the API's certificate (default: the system's) [ATLAS_SMOKE_CA]")
+	fs.BoolVar(&tf.insecure, "insecure", envBool("ATLAS_SMOKE_INSECURE", false), "do not verify the API's certificate [ATLAS_SMOKE_INSECURE]")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: atlas smoke --url URL [--api-key KEY] [--jwt TOKEN] [--timeout 30s]\n\nRuns the deployment smoke tests against a running Atlas API.")
+		fmt.Fprintln(stderr, "Usage: atlas smoke --url URL [--api-key KEY] [--jwt TOKEN] [--ca FILE] [--timeout 30s]\n\nRuns the deployment smoke tests against a running Atlas API.")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(ctx, fs, args); err != nil {
@@ -44,10 +47,19 @@ func runSmoke(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		fmt.Fprintf(stderr, "atlas smoke: --url %q: want http(s)://host[:port]\n", *base)
 		return 2
 	}
+	tlsCfg, err := tf.config()
+	if err != nil {
+		fmt.Fprintf(stderr, "atlas smoke: %v\n", err)
+		return 2
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if tlsCfg != nil {
+		transport.TLSClientConfig = tlsCfg
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	s := &smoke{base: strings.TrimSuffix(*base, "/"), apiKey: *apiKey, jwt: *jwt, model: *model, total: *budget,
-		client: &http.Client{}, out: stdout}
+		client: &http.Client{Transport: transport}, out: stdout}
 	return s.run(ctx)
 }
 

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSmoke runs atlas smoke against a real atlas serve (with the demo model), through
@@ -82,4 +86,52 @@ func TestSmoke(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errs)
 		}
 	})
+}
+
+// TestSmokeSecuredServe: atlas smoke against atlas serve over HTTPS with API keys
+// required, as deployed: it passes with the CA and a key, and reports what is missing
+// otherwise.
+func TestSmokeSecuredServe(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	t.Setenv("ATLAS_API_KEYS", "ci:"+testUserKey)
+	t.Setenv("ATLAS_REQUIRE_AUTH", "true")
+	addr := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stdout, stderr lockedBuffer
+	go func() {
+		done <- runServe(ctx, []string{"--data-dir", filepath.Join(dir, "data"), "--http-addr", addr,
+			"--demo-model", "../../examples/demo-model.json", "--tls-cert", certFile, "--tls-key", keyFile}, nil, &stdout, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("atlas serve exited with %d\n%s", code, stderr.String())
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+	base := "https://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := client.Get(base + "/ready"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("atlas serve not ready\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, out, errs := run(t, "", "smoke", "--url", base, "--ca", certFile, "--api-key", testUserKey); code != 0 || !strings.Contains(out, "5/5 passed") {
+		t.Fatalf("with the CA and a key: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, _ := run(t, "", "smoke", "--url", base, "--api-key", testUserKey); code != 1 || !strings.Contains(out, "✗ health") || !strings.Contains(out, "unknown authority") {
+		t.Fatalf("without the CA: exit %d\n%s", code, out)
+	}
+	if code, out, _ := run(t, "", "smoke", "--url", base, "--ca", certFile); code != 1 || !strings.Contains(out, "✗ models") || !strings.Contains(out, "401") {
+		t.Fatalf("without a key: exit %d\n%s", code, out)
+	}
 }
