@@ -17,7 +17,7 @@ func runHealthcheck(ctx context.Context, args []string, _ io.Reader, _, stderr i
 	fs.SetOutput(stderr)
 	url := fs.String("url", envString("ATLAS_HEALTHCHECK_URL", "http://127.0.0.1:8000/health"), "URL to GET; 2xx is healthy [ATLAS_HEALTHCHECK_URL]")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(ctx, fs, args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
