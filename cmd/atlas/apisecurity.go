@@ -151,8 +151,23 @@ func (c *apiSecurity) scheme() string {
 	return "http"
 }
 
-// serve runs srv on ln, over TLS when a certificate was given (HTTP/2 included).
+// serve runs srv on ln, over TLS when a certificate was given (HTTP/2 included). It
+// also bounds what a slow or idle client can hold: the whole request (a 10 MB body
+// included) and the answer (POST /optimize waits up to 60 s) within two minutes each,
+// idle keep-alive connections two minutes, headers 64 KB.
 func (c *apiSecurity) serve(srv *http.Server, ln net.Listener) error {
+	if srv.ReadTimeout == 0 {
+		srv.ReadTimeout = 2 * time.Minute
+	}
+	if srv.WriteTimeout == 0 {
+		srv.WriteTimeout = 2 * time.Minute
+	}
+	if srv.IdleTimeout == 0 {
+		srv.IdleTimeout = 2 * time.Minute
+	}
+	if srv.MaxHeaderBytes == 0 {
+		srv.MaxHeaderBytes = 64 << 10
+	}
 	if c.tls == nil {
 		return srv.Serve(ln)
 	}
