@@ -457,3 +457,55 @@ func TestClickHouseTLS(t *testing.T) {
 		t.Error("a plain connection to the TLS port worked")
 	}
 }
+
+// TestKafkaTLSFlags: produce and tail through the TLS listener of the local broker
+// (deploy/local/kafka.sh; skipped when it has none, see streams/kafka/tls_test.go), with
+// the CA and the client certificate from a config file.
+func TestKafkaTLSFlags(t *testing.T) {
+	addr := os.Getenv("ATLAS_KAFKA_TLS_BROKERS")
+	if addr == "" {
+		addr = "127.0.0.1:19095"
+	}
+	dir := os.Getenv("ATLAS_TEST_KAFKA_TLS_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "..", ".local", "kafka", "tls")
+	}
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err == nil {
+		c.Close()
+		_, err = os.Stat(filepath.Join(dir, "ca.pem"))
+	}
+	if err != nil {
+		if req := os.Getenv("ATLAS_KAFKA_TLS_REQUIRED"); req != "" && req != "0" {
+			t.Fatalf("no Kafka TLS listener on %s: %v", addr, err)
+		}
+		t.Skipf("no Kafka TLS listener on %s (%v)", addr, err)
+	}
+	for _, v := range []string{"ATLAS_CONFIG", "ATLAS_LOG", "ATLAS_NATS_URL", "ATLAS_KAFKA_BROKERS", "ATLAS_KAFKA_SASL",
+		"ATLAS_KAFKA_SASL_USER", "ATLAS_KAFKA_SASL_PASSWORD", "ATLAS_KAFKA_TLS", "ATLAS_KAFKA_CA", "ATLAS_KAFKA_CERT",
+		"ATLAS_KAFKA_KEY", "ATLAS_KAFKA_TLS_INSECURE"} {
+		unsetenv(t, v)
+	}
+	prefix := fmt.Sprintf("atlas-test.tls.%d.", time.Now().UnixNano())
+	cfg := writeConfig(t, fmt.Sprintf(`log: kafka
+kafka-brokers: %s
+kafka-ca: %s
+kafka-cert: %s
+kafka-key: %s
+partitions: 1
+topic-models: %smodels
+topic-requests: %srequests
+topic-results: %sresults
+topic-deadletter: %sdeadletter
+`, addr, filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key"), prefix, prefix, prefix, prefix))
+	if code, _, errs := run(t, "", "produce", "--config", cfg, "../../examples/demo-model.json"); code != 0 {
+		t.Fatalf("produce over TLS: exit %d: %s", code, errs)
+	}
+	code, out, errs := run(t, "", "tail", "--config", cfg, "--topic", prefix+"models", "--from-beginning", "--follow=false")
+	if code != 0 || !strings.Contains(out, `"model_id":"atlas-demo"`) {
+		t.Fatalf("tail over TLS: exit %d: %s%s", code, out, errs)
+	}
+	if code, _, errs := run(t, "", "produce", "--config", cfg, "--kafka-ca", "", "../../examples/demo-model.json"); code == 0 || !strings.Contains(errs, "unknown authority") {
+		t.Fatalf("produce without the CA: exit %d: %s", code, errs)
+	}
+}
