@@ -5,12 +5,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/atlas-mmm/atlas/projections/api"
 )
@@ -35,7 +39,8 @@ type apiSecurity struct {
 	tlsCert           string
 	tlsKey            string
 
-	tls *tls.Config // set by build when a certificate is given
+	tls  *tls.Config   // set by build when a certificate is given
+	cert *certReloader // its certificate
 }
 
 // register defines the flags. production sets the role's defaults: `atlas api` is what
@@ -134,11 +139,10 @@ func (c *apiSecurity) build() (api.Security, error) {
 		return sec, errors.New("--tls-cert and --tls-key go together")
 	}
 	if c.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
-		if err != nil {
+		if c.cert, err = newCertReloader(c.tlsCert, c.tlsKey, 10*time.Second); err != nil {
 			return sec, fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
-		c.tls = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		c.tls = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: c.cert.get}
 	}
 	return sec, nil
 }
@@ -154,8 +158,12 @@ func (c *apiSecurity) scheme() string {
 // serve runs srv on ln, over TLS when a certificate was given (HTTP/2 included). It
 // also bounds what a slow or idle client can hold: the whole request (a 10 MB body
 // included) and the answer (POST /optimize waits up to 60 s) within two minutes each,
-// idle keep-alive connections two minutes, headers 64 KB.
-func (c *apiSecurity) serve(srv *http.Server, ln net.Listener) error {
+// idle keep-alive connections two minutes, headers 64 KB. The server's own errors go
+// to logger.
+func (c *apiSecurity) serve(srv *http.Server, ln net.Listener, logger zerolog.Logger) error {
+	if srv.ErrorLog == nil {
+		srv.ErrorLog = log.New(serverErrors{logger}, "", 0)
+	}
 	if srv.ReadTimeout == 0 {
 		srv.ReadTimeout = 2 * time.Minute
 	}
@@ -171,6 +179,83 @@ func (c *apiSecurity) serve(srv *http.Server, ln net.Listener) error {
 	if c.tls == nil {
 		return srv.Serve(ln)
 	}
+	c.cert.logger = logger
 	srv.TLSConfig = c.tls
 	return srv.ServeTLS(ln, "", "")
+}
+
+// serverErrors puts net/http's error lines in the JSON log. Failed TLS handshakes
+// (scanners, plain HTTP on the TLS port) are debug noise; anything else is a warning.
+type serverErrors struct{ logger zerolog.Logger }
+
+func (w serverErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	ev := w.logger.Warn()
+	if strings.Contains(msg, "TLS handshake error") {
+		ev = w.logger.Debug()
+	}
+	ev.Str("component", "http").Msg(msg)
+	return len(p), nil
+}
+
+// certReloader serves the certificate in its files and reads them again when they
+// change, so that a renewed certificate (cert-manager, certbot) is used without a
+// restart. The files are looked at no more than once per interval, on a handshake; a
+// renewal that cannot be loaded (half written, key not matching yet) leaves the
+// previous certificate in service until it can.
+type certReloader struct {
+	certFile, keyFile string
+	interval          time.Duration
+	logger            zerolog.Logger
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   string // modification times and sizes of both files
+	checked time.Time
+}
+
+func newCertReloader(certFile, keyFile string, interval time.Duration) (*certReloader, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile, interval: interval, logger: zerolog.Nop()}
+	stamp, err := r.fileStamp()
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	r.cert, r.stamp, r.checked = &cert, stamp, time.Now()
+	return r, nil
+}
+
+func (r *certReloader) fileStamp() (string, error) {
+	var b strings.Builder
+	for _, f := range []string{r.certFile, r.keyFile} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%d/%d;", fi.ModTime().UnixNano(), fi.Size())
+	}
+	return b.String(), nil
+}
+
+// get is tls.Config.GetCertificate.
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := time.Now(); now.Sub(r.checked) >= r.interval {
+		r.checked = now
+		stamp, err := r.fileStamp()
+		if err == nil && stamp != r.stamp {
+			cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+			if err != nil {
+				r.logger.Warn().Err(err).Str("cert", r.certFile).Msg("the changed TLS certificate cannot be loaded; keeping the previous one")
+				return r.cert, nil
+			}
+			r.cert, r.stamp = &cert, stamp
+			r.logger.Info().Str("cert", r.certFile).Msg("TLS certificate reloaded")
+		}
+	}
+	return r.cert, nil
 }

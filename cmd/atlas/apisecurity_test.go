@@ -23,18 +23,23 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/rs/zerolog"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key, and returns a pool that
 // trusts it.
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	return selfSignedSerial(t, dir, 1)
+}
+
+func selfSignedSerial(t *testing.T, dir string, serial int64) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "atlas test"},
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "atlas test"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
@@ -295,5 +300,59 @@ func TestAPIRoleRequiresAuth(t *testing.T) {
 	runAPI(context.Background(), []string{"-h"}, nil, io.Discard, &help)
 	if !strings.Contains(help.String(), "[ATLAS_JWT_SECRET]") || strings.Contains(help.String(), testSecret) {
 		t.Fatalf("-h: %s", help.String())
+	}
+}
+
+// TestTLSCertificateReload: a renewed certificate is served without a restart, and a
+// broken renewal leaves the previous one in service.
+func TestTLSCertificateReload(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := selfSignedSerial(t, dir, 1)
+	sec := apiSecurity{tlsCert: certFile, tlsKey: keyFile, maxChannels: 1, maxAllocations: 1, maintenanceRetry: 1}
+	if _, err := sec.build(); err != nil {
+		t.Fatal(err)
+	}
+	sec.cert.interval = 0 // look at the files on every handshake
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler()}
+	var logs lockedBuffer
+	go sec.serve(srv, ln, zerolog.New(&logs))
+	defer srv.Close()
+	serial := func() int64 {
+		t.Helper()
+		// The test checks which certificate is served, not who signed it.
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	if got := serial(); got != 1 {
+		t.Fatalf("serial %d", got)
+	}
+	// renewal: new files, later modification time
+	selfSignedSerial(t, dir, 2)
+	later := time.Now().Add(time.Hour)
+	for _, f := range []string{certFile, keyFile} {
+		if err := os.Chtimes(f, later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := serial(); got != 2 {
+		t.Fatalf("after renewal: serial %d", got)
+	}
+	// a broken renewal: the previous certificate stays
+	if err := os.WriteFile(certFile, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := serial(); got != 2 {
+		t.Fatalf("after a broken renewal: serial %d", got)
+	}
+	if !strings.Contains(logs.String(), "cannot be loaded") || !strings.Contains(logs.String(), "TLS certificate reloaded") {
+		t.Fatalf("log: %s", logs.String())
 	}
 }

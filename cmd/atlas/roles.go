@@ -188,7 +188,7 @@ func runAPI(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 		httpSrv.Shutdown(shutdown) //nolint:errcheck
 	}()
 	logger.Info().Str("addr", ln.Addr().String()).Msg("serving the API")
-	if err := sec.serve(httpSrv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := sec.serve(httpSrv, ln, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logger.Error().Err(err).Msg("API failed")
 		return 1
 	}

@@ -128,7 +128,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	go func() { defer wg.Done(); errc <- proj.Run(runCtx) }()
 	go func() {
 		defer wg.Done()
-		if err := sec.serve(httpSrv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := sec.serve(httpSrv, ln, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
