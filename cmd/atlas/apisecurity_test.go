@@ -153,7 +153,7 @@ func TestServeSecured(t *testing.T) {
 		}
 		return resp, v
 	}
-	if !strings.Contains(stdout.String(), "https://") {
+	if !strings.Contains(stdout.String(), "https://") || !strings.Contains(stdout.String(), "X-API-Key: <key>") {
 		t.Fatalf("the banner does not say https: %s", stdout.String())
 	}
 	if resp, _ := do("GET", "/openapi.json", ""); resp.StatusCode != 401 {

@@ -134,7 +134,11 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}()
 	url := sec.scheme() + "://" + displayAddr(ln.Addr().String())
 	logger.Info().Str("url", url).Str("data_dir", lc.dataDir).Msg("atlas is serving")
-	fmt.Fprintf(stdout, "Atlas is running at %s\nTry:\n  curl -s -X POST %s/api/v1/optimize -H 'Content-Type: application/json' \\\n    -d '{\"budget\": {\"tv\": 100000, \"digital\": 200000}, \"constraints\": {\"total\": 300000}}'\n", url, url)
+	keyHeader := "" // with authentication on, the hint must carry a key to work
+	if security.Auth != nil {
+		keyHeader = " -H 'X-API-Key: <key>'"
+	}
+	fmt.Fprintf(stdout, "Atlas is running at %s\nTry:\n  curl -s -X POST %s/api/v1/optimize -H 'Content-Type: application/json'%s \\\n    -d '{\"budget\": {\"tv\": 100000, \"digital\": 200000}, \"constraints\": {\"total\": 300000}}'\n", url, url, keyHeader)
 
 	code := 0
 	select {

@@ -116,8 +116,8 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			// Failed attempts count against the caller's address, so guessing keys is
 			// throttled like any other traffic.
-			if v, limited := s.limit(s.apiLimit, "ip:"+info.ip, w.Header()); limited {
-				s.refuseRate(w, v)
+			if s.limited(s.apiLimit, "ip:"+info.ip, w.Header()) {
+				s.refuseRate(w)
 				return
 			}
 			for _, c := range s.auth.challenges(err) {
@@ -139,8 +139,8 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) {
 		if info.pattern == "POST /api/v1/optimize" {
 			lim = s.optLimit
 		}
-		if v, limited := s.limit(lim, clientKey(info), w.Header()); limited {
-			s.refuseRate(w, v)
+		if s.limited(lim, clientKey(info), w.Header()) {
+			s.refuseRate(w)
 			return
 		}
 	}
@@ -180,17 +180,19 @@ func clientKey(info *reqInfo) string {
 	return "ip:" + info.ip
 }
 
-// limit spends one request of key against lim (nil: unlimited) and sets the headers.
-func (s *Server) limit(lim *limiter, key string, h http.Header) (verdict, bool) {
+// limited spends one request of key against lim (nil: unlimited), sets the headers and
+// reports whether the request is over the limit.
+func (s *Server) limited(lim *limiter, key string, h http.Header) bool {
 	if lim == nil {
-		return verdict{allowed: true}, false
+		return false
 	}
 	v := lim.take(key, s.now())
 	v.setHeaders(h)
-	return v, !v.allowed
+	return !v.allowed
 }
 
-func (s *Server) refuseRate(w http.ResponseWriter, v verdict) {
+// refuseRate answers 429; limit has set Retry-After.
+func (s *Server) refuseRate(w http.ResponseWriter) {
 	writeError(w, http.StatusTooManyRequests,
 		fmt.Sprintf("rate limit exceeded: retry in %s s", w.Header().Get("Retry-After")), "")
 }
