@@ -71,6 +71,9 @@ func maintenanceExempt(pattern string) bool {
 	return pattern == "GET /health" || pattern == "GET /metrics" || adminRoute(pattern)
 }
 
+// ServeHTTP routes a request through the protections to its handler. The route is
+// looked up first, once: the protections decide by route pattern (open, admin,
+// optimize), and metrics are labelled by it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	_, pattern := s.mux.Handler(r)
