@@ -24,7 +24,7 @@ var composeFile = filepath.Join(root, "docker-compose.yml")
 
 // composeEnv is what an operator exports before `docker compose up` (the file's
 // header comment): the secrets have no defaults.
-var composeEnv = []string{"CLICKHOUSE_PASSWORD=not-a-real-password", "GRAFANA_ADMIN_PASSWORD=not-a-real-password"}
+var composeEnv = []string{"CLICKHOUSE_PASSWORD=not-a-real-password", "GRAFANA_ADMIN_PASSWORD=not-a-real-password", "ATLAS_API_KEYS=ops:not-a-real-key"}
 
 func loadCompose(t *testing.T, env []string) (*types.Project, error) {
 	t.Helper()
@@ -54,7 +54,7 @@ func atlasRole(s types.ServiceConfig) string {
 }
 
 func TestComposeNeedsTheSecrets(t *testing.T) {
-	for _, missing := range []string{"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} {
+	for _, missing := range []string{"CLICKHOUSE_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "ATLAS_API_KEYS"} {
 		env := slices.DeleteFunc(slices.Clone(composeEnv), func(e string) bool { return strings.HasPrefix(e, missing+"=") })
 		if _, err := loadCompose(t, env); err == nil || !strings.Contains(err.Error(), missing) {
 			t.Errorf("without %s: %v, want an error naming it (no default secret)", missing, err)
@@ -142,6 +142,10 @@ func TestComposeAtlasServicesMatchTheBinary(t *testing.T) {
 				}
 				if _, ok := flags[k]; !ok {
 					t.Errorf("sets %s, which `atlas %s` does not read", k, role)
+				}
+				// Interpolated from the environment, it has one of the test's values.
+				if secretVar(k) && (v == nil || !slices.ContainsFunc(composeEnv, func(e string) bool { return strings.HasSuffix(e, "="+*v) })) {
+					t.Errorf("%s is written in the file, not taken from the operator's environment", k)
 				}
 			}
 			if s.User != "1000:1000" || !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") {

@@ -123,6 +123,17 @@ func listenVar(role string) string {
 	return "ATLAS_METRICS_ADDR"
 }
 
+// secretVar reports whether a variable holds a credential, which must come from a
+// Secret (Kubernetes) or the operator's environment (compose), never the repository.
+func secretVar(name string) bool {
+	for _, suffix := range []string{"_PASSWORD", "_SECRET", "_TOKEN", "API_KEYS"} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
 var metricNameRE = regexp.MustCompile(`\bName:\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"`)
 
 // registeredMetrics is every metric name a Prometheus collector in the Go sources

@@ -364,7 +364,7 @@ func TestKubernetesDeploymentsMatchTheBinary(t *testing.T) {
 				}
 			}
 			for name, v := range env {
-				if strings.Contains(strings.ToLower(name), "password") && !strings.HasPrefix(v, "<secret ") {
+				if secretVar(name) && !strings.HasPrefix(v, "<secret ") {
 					t.Errorf("%s is set in the manifest, not from a Secret", name)
 				}
 			}
