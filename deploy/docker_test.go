@@ -286,8 +286,8 @@ func TestDockerignoreKeepsTheBuildInputs(t *testing.T) {
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
 		var pkg struct {
-			Dir                                string
-			Module                             *struct{ Main bool }
+			Dir                                 string
+			Module                              *struct{ Main bool }
 			GoFiles, EmbedFiles, IgnoredGoFiles []string
 		}
 		if err := dec.Decode(&pkg); errors.Is(err, io.EOF) {
