@@ -286,9 +286,9 @@ func TestDockerignoreKeepsTheBuildInputs(t *testing.T) {
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
 		var pkg struct {
-			Dir                                 string
-			Module                              *struct{ Main bool }
-			GoFiles, EmbedFiles, IgnoredGoFiles []string
+			Dir                 string
+			Module              *struct{ Main bool }
+			GoFiles, EmbedFiles []string
 		}
 		if err := dec.Decode(&pkg); errors.Is(err, io.EOF) {
 			break

@@ -346,7 +346,7 @@ func sampleBatch() store.Batch {
 	}
 }
 
-// readModel is everything the API could read of sampleBatch.
+// readModelRows is everything the API could read of sampleBatch.
 type readModelRows struct {
 	Results     []store.Result
 	Allocations []store.Allocation
