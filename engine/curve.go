@@ -312,7 +312,7 @@ func (t *term) invD1(lam, hint float64) float64 {
 		lo := 2 * c / (1 + sq) // 1−σ, without cancellation
 		y = t.x0 + (math.Log(hi)-math.Log(lo))/t.k
 	case kindHill:
-		y = t.hillInvD1(m, hint*t.s)
+		y, _ = t.hillInvD1(m, hint*t.s)
 	default:
 		return t.infl
 	}
@@ -325,10 +325,16 @@ func (t *term) invD1(lam, hint float64) float64 {
 
 // hillInvD1 solves f'(y) = m on the concave part of a Hill curve. With u = ln(y/κ) the
 // equation is φ(u) = (α−1)u − 2·softplus(αu) − ln(mκ/(βα)) = 0, and φ is concave and
-// decreasing past the inflection, so a Newton iteration kept inside a shrinking bracket
-// converges quickly and surely.
-func (t *term) hillInvD1(m, hintY float64) float64 {
+// decreasing past the inflection, so Halley's iteration (cubic convergence; φ'' comes
+// from the same exponential as φ) kept inside a shrinking bracket converges quickly and
+// surely. It also returns φ'(u) = d ln f'/d ln y at the answer, from which the caller
+// gets f''(y) = m·φ'(u)/y without another power.
+func (t *term) hillInvD1(m, hintY float64) (float64, float64) {
 	a := t.alpha
+	if a == 1 { // β·y/(y+κ): f'(y) = βκ/(y+κ)²
+		y := math.Sqrt(t.beta*t.kappa/m) - t.kappa
+		return y, -2 * y / (y + t.kappa)
+	}
 	target := math.Log(m * t.kappa / (t.beta * a))
 	phi3 := func(u float64) (float64, float64, float64) {
 		// softplus(v), σ(v) and σ'(v) = σ(1−σ) share one exponential
@@ -343,21 +349,17 @@ func (t *term) hillInvD1(m, hintY float64) float64 {
 		}
 		return (a-1)*u - 2*sp - target, (a - 1) - 2*a*sg, -2 * a * a * slope
 	}
-	phi := func(u float64) (float64, float64) {
-		f, df, _ := phi3(u)
-		return f, df
-	}
 	lo := math.Inf(-1)
 	if a > 1 {
 		lo = math.Log((a-1)/(a+1)) / a
-		if f, _ := phi(lo); f <= 0 {
-			return t.infl * t.s
+		if f, _, _ := phi3(lo); f <= 0 {
+			return t.infl * t.s, 0
 		}
 	}
 	hi := math.Inf(1)
 	// Start from the hint or the large-spend asymptote f'(y) ≈ (βα/κ)·(y/κ)^(−α−1).
 	u := -target / (a + 1)
-	if hintY > 0 {
+	if hintY > 0 && !math.IsInf(hintY, 1) {
 		u = math.Log(hintY / t.kappa)
 	}
 	if a < 1 && u > 0 {
@@ -369,12 +371,16 @@ func (t *term) hillInvD1(m, hintY float64) float64 {
 	if u <= lo {
 		u = lo + 1
 	}
-	stop := 1e-10
-	if a > 1 {
-		stop = 1e-7
-	}
+	// Stopping: |φ''| ≤ α²/2 and |φ'''| ≤ 2α³·max σ(1−σ)(1−2σ) = α³·√3/9, so once a
+	// Halley step δ is small next to |φ'|/α², the error it leaves is at most about
+	// ((α²/(4|φ'|))² + α³·√3/(54|φ'|))·|δ|³. When that is below rounding, the step is
+	// taken and the iteration stops.
+	const tol = 1e-16
+	k3 := a * a * a * (math.Sqrt(3) / 54)
+	df := 0.0
 	for i := 0; i < 100; i++ {
-		f, df, d2f := phi3(u)
+		f, d1, d2f := phi3(u)
+		df = d1
 		if f > 0 {
 			lo = u
 		} else {
@@ -383,16 +389,12 @@ func (t *term) hillInvD1(m, hintY float64) float64 {
 		if f == 0 {
 			break
 		}
-		// On S-curves, Halley's step (cubic convergence, from the same exponential);
-		// for α ≤ 1 plain Newton measured better (its answers steer the price search
-		// in fewer steps).
 		next := u - f/df
-		if a > 1 {
-			if h := u - 2*f*df/(2*df*df-f*d2f); h > lo && h < hi {
-				next = h
-			}
+		halley := false
+		if h := u - 2*f*df/(2*df*df-f*d2f); h > lo && h < hi {
+			next, halley = h, true
 		}
-		if !(next > lo && next < hi) { // Newton left the bracket: bisect instead
+		if !(next > lo && next < hi) { // the step left the bracket: bisect instead
 			switch {
 			case math.IsInf(hi, 1):
 				next = lo + math.Max(1, math.Abs(lo))
@@ -402,15 +404,16 @@ func (t *term) hillInvD1(m, hintY float64) float64 {
 				next = lo + (hi-lo)/2
 			}
 		}
-		// Both converge fast here: once a step is this small the next one would be below
-		// rounding, so take this step and stop.
-		if math.Abs(next-u) <= stop*math.Max(1, math.Abs(u)) || next == lo || next == hi {
+		d, ad := math.Abs(next-u), math.Abs(df)
+		k := a * a / (4 * ad)
+		if (halley && k*d <= 1e-3 && (k*k+k3/ad)*d*d*d <= tol*math.Max(1, math.Abs(next))) ||
+			d <= 2e-16*math.Max(1, math.Abs(u)) || next == lo || next == hi {
 			u = next
 			break
 		}
 		u = next
 	}
-	return t.kappa * math.Exp(u)
+	return t.kappa * math.Exp(u), df
 }
 
 func softplus(v float64) float64 {
