@@ -279,48 +279,65 @@ func (t *term) sup() float64 {
 // there. hint is a previous answer used to start the iteration (0 for none). Linear and
 // piecewise curves are handled by their callers.
 func (t *term) invD1(lam, hint float64) float64 {
+	x, _ := t.invD1d2(lam, hint)
+	return x
+}
+
+// invD1d2 is invD1 that also returns the second derivative d2(x) at the answer, from
+// the slope lam it has there (0 when the answer is not an interior solution: +Inf, infl).
+func (t *term) invD1d2(lam, hint float64) (float64, float64) {
 	if t.beta == 0 {
-		return t.infl
+		return t.infl, 0
 	}
 	if lam <= 0 {
-		return math.Inf(1)
+		return math.Inf(1), 0
 	}
 	m := lam / t.s // slope wanted in curve units
-	var y float64
+	var y, g float64 // g: f''(y) in curve units
 	switch t.kind {
 	case kindSaturation:
 		y = math.Sqrt(t.beta*t.kappa/m) - t.kappa
+		g = -2 * m / (y + t.kappa)
 	case kindExponential:
 		y = t.kappa * math.Log(t.beta/(t.kappa*m))
+		g = -m / t.kappa
 	case kindLog:
 		y = t.beta/m - t.kappa
+		g = -m / (t.kappa + y)
 	case kindPower: // α < 1 here: convex powers never get this far
 		if t.alpha == 1 {
 			if m < t.beta {
-				return math.Inf(1)
+				return math.Inf(1), 0
 			}
-			return 0
+			return 0, 0
 		}
 		y = math.Pow(m/(t.alpha*t.beta), 1/(t.alpha-1))
+		g = (t.alpha - 1) * m / y
 	case kindLogistic:
 		c := m / (t.beta * t.k)
 		if c >= 0.25 {
-			return t.infl
+			return t.infl, 0
 		}
 		sq := math.Sqrt(1 - 4*c)
 		hi := (1 + sq) / 2     // σ on the concave branch
 		lo := 2 * c / (1 + sq) // 1−σ, without cancellation
 		y = t.x0 + (math.Log(hi)-math.Log(lo))/t.k
+		g = m * t.k * (lo - hi)
 	case kindHill:
-		y, _ = t.hillInvD1(m, hint*t.s)
+		var dl float64
+		y, dl = t.hillInvD1(m, hint*t.s)
+		g = m * dl / y
 	default:
-		return t.infl
+		return t.infl, 0
 	}
 	x := y / t.s
 	if !(x > t.infl) { // also catches NaN
-		return t.infl
+		return t.infl, 0
 	}
-	return x
+	if !(g < 0) || math.IsInf(x, 1) {
+		g = 0
+	}
+	return x, t.s * t.s * g
 }
 
 // hillInvD1 solves f'(y) = m on the concave part of a Hill curve. With u = ln(y/κ) the

@@ -133,12 +133,13 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 				hint = pred
 			}
 		}
-		xl := e.argmax(l, false, hint)
+		xl, d2 := e.argmaxD2(l, false, hint)
 		xh := xl
 		if e.hx != nil || e.z > e.a || e.t.kind == kindLinear || e.t.kind == kindPower && e.t.alpha == 1 {
 			xh = e.argmax(l, true, hint)
 		}
-		r.hint[i], r.hintLam[i], r.hintD2[i] = xl, lam, 0
+		// d2 is known (non-zero) only where xl is a smooth interior maximiser
+		r.hint[i], r.hintLam[i], r.hintD2[i] = xl, lam, coef[single]*d2
 		return xl, xh
 	}
 	// Several terms: G_i' is non-increasing, so bisect for where it crosses lam.
@@ -194,6 +195,10 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	c := p.cost
 	xl, xh := make([]float64, n), make([]float64, n)
 	xa, xb := make([]float64, n), make([]float64, n)
+	// xbl: the low maximisers at lb (xb holds the high ones); aEval, bEval: la, lb were
+	// evaluated, so that xa, xbl are the maximisers settle would compute there.
+	xbl := make([]float64, n)
+	aEval, bEval := false, false
 
 	// eval fills xl/xh at price lam and returns their sums, Σ(G_i − lam·x_i) at xl, and
 	// dS/dλ (−Inf when a channel sits on a linear piece of slope lam).
@@ -209,7 +214,11 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			if l != h {
 				dS = math.Inf(-1)
 			} else if l > r.lo[i] && l < r.hi[i] {
-				if d2 := r.chanD2(i, coef, l); d2 < 0 {
+				d2 := r.hintD2[i] // set by chanArgmax where it knows it
+				if d2 == 0 {
+					d2 = r.chanD2(i, coef, l)
+				}
+				if d2 < 0 {
 					dS += 1 / d2
 					r.hintD2[i] = d2
 				} else {
@@ -227,7 +236,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	case sl <= p.thi && sh >= p.tlo:
 		// The price alone settles the spend: take the least spend that the total allows.
 		target = math.Max(sl, p.tlo)
-		return r.blend(xl, xh, sl, sh, target), r.settle(coef, c), evals, true
+		return r.blend(xl, xh, sl, sh, target), r.settleAt(coef, c, xl), evals, true
 	case sl > p.thi:
 		target = p.thi
 	default:
@@ -245,6 +254,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	if sl > target {
 		la, sa = c, sl
 		copy(xa, xl)
+		aEval = true
 		mp, exact := r.maxPriceExact(coef)
 		if exact {
 			// Above every channel's largest slope each one sits at its minimum: no need to
@@ -265,6 +275,8 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	} else {
 		lb, sb = c, sh
 		copy(xb, xh)
+		copy(xbl, xl)
+		bEval = true
 		la = math.Min(0, c) - 1 // below zero every channel sits at its maximum
 		sa = sumHi
 		copy(xa, r.hi)
@@ -289,14 +301,17 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			sl, sh, _, dS = eval(lam)
 			last = lam
 			if sl <= target && target <= sh {
-				return r.blend(xl, xh, sl, sh, target), r.settle(coef, lam), evals, true
+				return r.blend(xl, xh, sl, sh, target), r.settleAt(coef, lam, xl), evals, true
 			}
 			if sl > target {
 				la, sa = lam, sl
 				copy(xa, xl)
+				aEval = true
 			} else {
 				lb, sb = lam, sh
 				copy(xb, xh)
+				copy(xbl, xl)
+				bEval = true
 			}
 		}
 	}
@@ -340,14 +355,17 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		sl, sh, _, dS = eval(lam)
 		last = lam
 		if sl <= target && target <= sh {
-			return r.blend(xl, xh, sl, sh, target), r.settle(coef, lam), evals, true
+			return r.blend(xl, xh, sl, sh, target), r.settleAt(coef, lam, xl), evals, true
 		}
 		if sl > target {
 			la, sa = lam, sl
 			copy(xa, xl)
+			aEval = true
 		} else {
 			lb, sb = lam, sh
 			copy(xb, xh)
+			copy(xbl, xl)
+			bEval = true
 		}
 		if math.Min(sa-target, target-sb) <= 1e-15*target || (!math.IsInf(lb, 1) && lb-la <= 1e-15*math.Abs(lb)) {
 			break
@@ -359,7 +377,16 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	if target-sb < sa-target && !math.IsInf(lb, 1) {
 		lam = lb
 	}
-	return r.blend(xb, xa, sb, sa, target), r.settle(coef, lam), evals, true
+	x = r.blend(xb, xa, sb, sa, target)
+	switch {
+	case lam == la && aEval:
+		ub = r.settleAt(coef, lam, xa)
+	case lam == lb && bEval:
+		ub = r.settleAt(coef, lam, xbl)
+	default:
+		ub = r.settle(coef, lam)
+	}
+	return x, ub, evals, true
 }
 
 // blend returns the point on the segment from lo (sum slo) to hi (sum shi) whose sum is
@@ -442,6 +469,17 @@ func (r *relax) settle(coef []float64, lam float64) float64 {
 	for i := range r.env {
 		l, _ := r.chanArgmax(i, coef, lam)
 		v += r.chanVal(i, coef, l) - lam*l
+	}
+	return dualTotal(v, lam, r.p.cost, r.p.tlo, r.p.thi)
+}
+
+// settleAt is settle when the smallest maximisers at lam are known already (xs, from the
+// price search's last evaluation there).
+func (r *relax) settleAt(coef []float64, lam float64, xs []float64) float64 {
+	r.lam = lam
+	v := 0.0
+	for i := range r.env {
+		v += r.chanVal(i, coef, xs[i]) - lam*xs[i]
 	}
 	return dualTotal(v, lam, r.p.cost, r.p.tlo, r.p.thi)
 }
