@@ -19,14 +19,17 @@ type envelope struct {
 }
 
 func newEnvelope(t *term, a, b float64) envelope {
-	e := envelope{t: t, a: a, b: b, z: a, fa: t.val(a)}
+	e := envelope{t: t, a: a, b: b, z: a}
 	if t.kind == kindPiecewise {
 		e.buildHull()
 		return e
 	}
 	if b <= a || t.infl <= a {
-		return e // a point, or concave on the whole box
+		// a point, or concave on the whole box: the envelope is the curve (fa, the
+		// bridge's start, is never read since no x lies below z = a)
+		return e
 	}
+	e.fa = t.val(a)
 	fb := t.val(b)
 	chord := (fb - e.fa) / (b - a)
 	if t.infl >= b || t.d1(b) >= chord {

@@ -28,9 +28,10 @@ func (r *relax) child(lo, hi []float64, changed ...int) *relax {
 	c := &relax{p: r.p, lo: lo, hi: hi, used: r.used, lamHint: r.lam}
 	c.env = make([][]envelope, len(r.env))
 	copy(c.env, r.env)
-	c.hint = append([]float64(nil), r.hint...)
-	c.hintLam = append([]float64(nil), r.hintLam...)
-	c.hintD2 = append([]float64(nil), r.hintD2...)
+	c.allocHints(len(r.hint))
+	copy(c.hint, r.hint)
+	copy(c.hintLam, r.hintLam)
+	copy(c.hintD2, r.hintD2)
 	for _, i := range changed {
 		row := make([]envelope, len(r.env[i]))
 		for k, t := range r.p.terms[i] {
@@ -52,11 +53,11 @@ func newRelax(p *problem, lo, hi []float64) *relax {
 		r.used[f.kpi] = true
 	}
 	r.env = make([][]envelope, p.n())
-	r.hint = make([]float64, p.n())
-	r.hintLam = make([]float64, p.n())
-	r.hintD2 = make([]float64, p.n())
+	r.allocHints(p.n())
+	nk := len(p.kpiNames)
+	rows := make([]envelope, p.n()*nk) // one allocation backs every channel's row
 	for i := range r.env {
-		r.env[i] = make([]envelope, len(p.kpiNames))
+		r.env[i] = rows[i*nk : (i+1)*nk : (i+1)*nk]
 		for k, t := range p.terms[i] {
 			if t != nil && r.used[k] {
 				r.env[i][k] = newEnvelope(t, lo[i], hi[i])
@@ -64,6 +65,12 @@ func newRelax(p *problem, lo, hi []float64) *relax {
 		}
 	}
 	return r
+}
+
+// allocHints makes the warm-start slices, zeroed, in one allocation.
+func (r *relax) allocHints(n int) {
+	h := make([]float64, 3*n)
+	r.hint, r.hintLam, r.hintD2 = h[:n:n], h[n:2*n:2*n], h[2*n:]
 }
 
 // chanVal is G_i(x) = Σ_k coef_k·env_ik(x).
@@ -193,11 +200,12 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		return nil, math.Inf(-1), 0, false
 	}
 	c := p.cost
-	xl, xh := make([]float64, n), make([]float64, n)
-	xa, xb := make([]float64, n), make([]float64, n)
+	scratch := make([]float64, 5*n)
+	xl, xh := scratch[:n:n], scratch[n:2*n:2*n]
+	xa, xb := scratch[2*n:3*n:3*n], scratch[3*n:4*n:4*n]
 	// xbl: the low maximisers at lb (xb holds the high ones); aEval, bEval: la, lb were
 	// evaluated, so that xa, xbl are the maximisers settle would compute there.
-	xbl := make([]float64, n)
+	xbl := scratch[4*n:]
 	aEval, bEval := false, false
 
 	// eval fills xl/xh at price lam and returns their sums, Σ(G_i − lam·x_i) at xl, and
@@ -430,13 +438,13 @@ func fixTotal(x, lo, hi []float64, resid float64) {
 }
 
 // maxPriceExact is the largest slope any channel has on its box, and whether it is
-// exact (false where a slope is infinite at the box's left end).
+// exact (false, with +Inf, where a slope is infinite at the box's left end).
 func (r *relax) maxPriceExact(coef []float64) (float64, bool) {
 	m := 0.0
 	for i := range r.env {
 		s := r.maxSlope(i, coef)
 		if math.IsInf(s, 1) || math.IsNaN(s) {
-			return r.maxPrice(coef), false
+			return math.Inf(1), false
 		}
 		m = math.Max(m, s)
 	}

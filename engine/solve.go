@@ -436,7 +436,7 @@ func (s *session) finish(res Result, out solved) Result {
 	if out.x == nil {
 		return res
 	}
-	ev := p.evaluate(out.x)
+	ev := p.evaluate(out.x, s)
 	res.Allocation = make(map[string]float64, p.n())
 	for i, name := range p.names {
 		res.Allocation[name] = out.x[i]
@@ -444,11 +444,6 @@ func (s *session) finish(res Result, out solved) Result {
 	res.TotalSpend = ev.TotalSpend
 	res.Expected = ev.Expected
 	res.Channels = ev.Channels
-	for i, name := range p.names {
-		c := res.Channels[name]
-		c.AtBound = s.atBound(i, out.x[i])
-		res.Channels[name] = c
-	}
 	cert := &Certificate{Objective: out.objective}
 	b := out.bound
 	if out.lowerBound {
@@ -489,25 +484,45 @@ func (p *problem) totals(x []float64) *Evaluation {
 }
 
 // evaluate computes a plan's spend and KPIs, and each channel's response, ROI and
-// marginal ROI.
-func (p *problem) evaluate(x []float64) *Evaluation {
+// marginal ROI; with a session, also which bound each channel is at.
+func (p *problem) evaluate(x []float64, s *session) *Evaluation {
 	ev := &Evaluation{Expected: make(map[string]float64, len(p.kpiNames)), Channels: make(map[string]ChannelResult, p.n())}
+	// one allocation backs every ROI and MROI, and the primary KPI's responses
+	ratios := make([]float64, 3*len(x))
+	resp := ratios[2*len(x):]
+	for i := range x {
+		if t := p.terms[i][0]; t != nil {
+			resp[i] = t.val(x[i])
+		}
+	}
 	for k, name := range p.kpiNames {
+		if k == 0 {
+			// kpiValue's sum, in the same order: the same bits
+			v := 0.0
+			for i := range x {
+				if p.terms[i][0] != nil {
+					v += resp[i]
+				}
+			}
+			ev.Expected[name] = p.baseline[0] + v
+			continue
+		}
 		ev.Expected[name] = p.baseline[k] + p.kpiValue(k, x)
 	}
 	ev.TotalSpend = sum(x)
-	ratios := make([]float64, 2*len(x)) // one allocation backs every ROI and MROI
 	for i, name := range p.names {
 		t := p.terms[i][0]
-		resp := t.val(x[i])
-		c := ChannelResult{Spend: x[i], Response: resp}
+		c := ChannelResult{Spend: x[i], Response: resp[i]}
 		if x[i] > 0 {
-			ratios[2*i] = resp / x[i]
+			ratios[2*i] = resp[i] / x[i]
 			c.ROI = &ratios[2*i]
 		}
 		if d := t.d1(x[i]); finite(d) {
 			ratios[2*i+1] = d
 			c.MROI = &ratios[2*i+1]
+		}
+		if s != nil {
+			c.AtBound = s.atBound(i, x[i])
 		}
 		ev.Channels[name] = c
 	}
