@@ -311,6 +311,9 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			if sl <= target && target <= sh {
 				return r.blend(xl, xh, sl, sh, target), r.settleAt(coef, lam, xl), evals, true
 			}
+			if x, ok := r.tangentStep(xl, lam, sl, sh, target, dS, brk); ok {
+				return x, r.settleAt(coef, lam, xl), evals, true
+			}
 			if sl > target {
 				la, sa = lam, sl
 				copy(xa, xl)
@@ -365,6 +368,9 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		if sl <= target && target <= sh {
 			return r.blend(xl, xh, sl, sh, target), r.settleAt(coef, lam, xl), evals, true
 		}
+		if x, ok := r.tangentStep(xl, lam, sl, sh, target, dS, brk); ok {
+			return x, r.settleAt(coef, lam, xl), evals, true
+		}
 		if sl > target {
 			la, sa = lam, sl
 			copy(xa, xl)
@@ -395,6 +401,62 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		ub = r.settle(coef, lam)
 	}
 	return x, ub, evals, true
+}
+
+// tangentStep finishes the price search without another evaluation once the spend sl at
+// lam is within 1e-8 (relative) of the target: Newton's next price lam + dl, dl =
+// (target − sl)/dS, moves each channel strictly inside its box along its tangent,
+// x_i + dl/G_i''(x_i), which meets the target to first order. Every such move must be
+// within 1e-8 of the channel's own spend, so that the error the tangent leaves, of the
+// order of (move/x_i)²·x_i, is below rounding. It declines (false) otherwise, and where
+// S(λ) is not smooth near lam: a channel on a linear piece, a breakpoint of some envelope
+// between the two prices, or a channel that would leave its box. The dual bound stays the
+// one at lam, where the maximisers are exact.
+func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk []float64) ([]float64, bool) {
+	if sl != sh || !(dS < 0) || math.IsInf(dS, -1) || !(math.Abs(sl-target) <= 1e-8*target) {
+		return nil, false
+	}
+	dl := (target - sl) / dS
+	lo, hi := lam, lam+dl
+	if hi < lo {
+		lo, hi = hi, lo
+	}
+	if j := sort.SearchFloat64s(brk, lo); j < len(brk) && brk[j] <= hi {
+		return nil, false
+	}
+	x := make([]float64, len(xl))
+	s := 0.0
+	flat, flatD2 := -1, 0.0 // the interior channel with the least curvature
+	for i, v := range xl {
+		if v > r.lo[i] && v < r.hi[i] {
+			d2 := r.hintD2[i] // what eval used in dS
+			dx := dl / d2
+			// The tangent's error is of the order of (dx/x)²·x: keep it below rounding.
+			if !(math.Abs(dx) <= 1e-8*v) {
+				return nil, false
+			}
+			v += dx
+			if !(v > r.lo[i] && v < r.hi[i]) {
+				return nil, false
+			}
+			if flat < 0 || d2 > flatD2 {
+				flat, flatD2 = i, d2
+			}
+		}
+		x[i] = v
+		s += v
+	}
+	// The rounding residual goes where it moves the marginal return least: onto the
+	// flattest interior channel (not the one with the most room, which may be a channel
+	// spending next to nothing, whose slope a few ulps of the total would change).
+	if resid := target - s; resid != 0 {
+		if v := x[flat] + resid; flat >= 0 && v > r.lo[flat] && v < r.hi[flat] {
+			x[flat] = v
+		} else {
+			fixTotal(x, r.lo, r.hi, resid)
+		}
+	}
+	return x, true
 }
 
 // blend returns the point on the segment from lo (sum slo) to hi (sum shi) whose sum is
