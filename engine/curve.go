@@ -133,17 +133,17 @@ func (t *term) val(x float64) float64 {
 		}
 		u := y / t.kappa
 		if u <= 1 {
-			r := math.Pow(u, t.alpha)
+			r := pow(u, t.alpha)
 			return t.beta * r / (1 + r)
 		}
-		q := math.Pow(1/u, t.alpha)
+		q := pow(1/u, t.alpha)
 		return t.beta / (1 + q)
 	case kindSaturation:
 		return t.beta * y / (y + t.kappa)
 	case kindExponential:
 		return -t.beta * math.Expm1(-y/t.kappa)
 	case kindPower:
-		return t.beta * math.Pow(y, t.alpha)
+		return t.beta * pow(y, t.alpha)
 	case kindLog:
 		return t.beta * math.Log1p(y/t.kappa)
 	case kindLogistic:
@@ -185,10 +185,10 @@ func (t *term) d1(x float64) float64 {
 		u := y / t.kappa
 		c := t.beta * t.alpha / t.kappa
 		if u <= 1 {
-			r := math.Pow(u, t.alpha)
+			r := pow(u, t.alpha)
 			g = c * (r / u) / ((1 + r) * (1 + r))
 		} else {
-			q := math.Pow(1/u, t.alpha)
+			q := pow(1/u, t.alpha)
 			g = c * (q / u) / ((1 + q) * (1 + q))
 		}
 	case kindSaturation:
@@ -207,7 +207,7 @@ func (t *term) d1(x float64) float64 {
 				return math.Inf(1)
 			}
 		}
-		g = t.alpha * t.beta * math.Pow(y, t.alpha-1)
+		g = t.alpha * t.beta * pow(y, t.alpha-1)
 	case kindLog:
 		g = t.beta / (t.kappa + y)
 	case kindLogistic:
@@ -231,10 +231,10 @@ func (t *term) d2(x float64) float64 {
 		c := t.beta * t.alpha / (t.kappa * t.kappa)
 		a := t.alpha
 		if u <= 1 {
-			r := math.Pow(u, a)
+			r := pow(u, a)
 			g = c * ((a - 1) - (a+1)*r) * (r / (u * u)) / ((1 + r) * (1 + r) * (1 + r))
 		} else {
-			q := math.Pow(1/u, a)
+			q := pow(1/u, a)
 			g = c * ((a-1)*q - (a + 1)) * q / (u * u * (1 + q) * (1 + q) * (1 + q))
 		}
 	case kindSaturation:
@@ -246,7 +246,7 @@ func (t *term) d2(x float64) float64 {
 		if y <= 0 {
 			return 0
 		}
-		g = t.alpha * (t.alpha - 1) * t.beta * math.Pow(y, t.alpha-2)
+		g = t.alpha * (t.alpha - 1) * t.beta * pow(y, t.alpha-2)
 	case kindLog:
 		d := t.kappa + y
 		g = -t.beta / (d * d)
@@ -292,7 +292,7 @@ func (t *term) invD1d2(lam, hint float64) (float64, float64) {
 	if lam <= 0 {
 		return math.Inf(1), 0
 	}
-	m := lam / t.s // slope wanted in curve units
+	m := lam / t.s   // slope wanted in curve units
 	var y, g float64 // g: f''(y) in curve units
 	switch t.kind {
 	case kindSaturation:
@@ -311,7 +311,7 @@ func (t *term) invD1d2(lam, hint float64) (float64, float64) {
 			}
 			return 0, 0
 		}
-		y = math.Pow(m/(t.alpha*t.beta), 1/(t.alpha-1))
+		y = pow(m/(t.alpha*t.beta), 1/(t.alpha-1))
 		g = (t.alpha - 1) * m / y
 	case kindLogistic:
 		c := m / (t.beta * t.k)
@@ -342,10 +342,10 @@ func (t *term) invD1d2(lam, hint float64) (float64, float64) {
 
 // hillInvD1 solves f'(y) = m on the concave part of a Hill curve. With u = ln(y/κ) the
 // equation is φ(u) = (α−1)u − 2·softplus(αu) − ln(mκ/(βα)) = 0, and φ is concave and
-// decreasing past the inflection, so Halley's iteration (cubic convergence; φ'' comes
-// from the same exponential as φ) kept inside a shrinking bracket converges quickly and
-// surely. It also returns φ'(u) = d ln f'/d ln y at the answer, from which the caller
-// gets f''(y) = m·φ'(u)/y without another power.
+// decreasing past the inflection, so Halley's iteration (cubic convergence; φ's second
+// derivative comes from the same exponential as φ) kept inside a shrinking bracket
+// converges quickly and surely. It also returns φ′(u) = d ln f′/d ln y at the answer, from
+// which the caller gets the curve's second derivative m·φ′(u)/y without another power.
 func (t *term) hillInvD1(m, hintY float64) (float64, float64) {
 	a := t.alpha
 	if a == 1 { // β·y/(y+κ): f'(y) = βκ/(y+κ)²
@@ -438,4 +438,77 @@ func softplus(v float64) float64 {
 		return v + math.Log1p(math.Exp(-v))
 	}
 	return math.Log1p(math.Exp(v))
+}
+
+// pow is math.Pow(x, y) for the arguments the curves use (x > 0 finite, y finite) by
+// math.Pow's own steps without its special-case tests and calls, so it returns the same
+// bits (checked against math.Pow in the tests); any other argument goes to math.Pow.
+func pow(x, y float64) float64 {
+	ay := math.Abs(y)
+	if !(x > 0) || x == 1 || x > math.MaxFloat64 || y == 0 || y == 1 || ay == 0.5 || !(ay < 1<<52) {
+		return math.Pow(x, y)
+	}
+	yi := math.Trunc(ay)
+	yf := ay - yi
+	a1 := 1.0
+	if yf != 0 {
+		if yf > 0.5 {
+			yf--
+			yi++
+		}
+		a1 = math.Exp(yf * math.Log(x))
+	}
+	ae := 0
+	if yi != 0 {
+		x1, xe := math.Frexp(x)
+		for i := int64(yi); i != 0; i >>= 1 {
+			if xe < -1<<12 || 1<<12 < xe {
+				ae += xe
+				break
+			}
+			if i&1 == 1 {
+				a1 *= x1
+				ae += xe
+			}
+			x1 *= x1
+			xe <<= 1
+			if x1 < .5 {
+				x1 += x1
+				xe--
+			}
+		}
+	}
+	if y < 0 {
+		a1 = 1 / a1
+		ae = -ae
+	}
+	if ae == 0 {
+		return a1
+	}
+	return math.Ldexp(a1, ae)
+}
+
+// vd12 returns val(x), d1(x) and d2(x). For Hill curves the three share one power, with
+// the same expressions and so the same bits as val, d1 and d2 called apart.
+func (t *term) vd12(x float64) (v, g1, g2 float64) {
+	y := t.s * x
+	if t.kind != kindHill || !(y > 0) {
+		return t.val(x), t.d1(x), t.d2(x)
+	}
+	u := y / t.kappa
+	a := t.alpha
+	c1 := t.beta * t.alpha / t.kappa
+	c2 := t.beta * t.alpha / (t.kappa * t.kappa)
+	if u <= 1 {
+		r := pow(u, a)
+		v = t.beta * r / (1 + r)
+		g1 = c1 * (r / u) / ((1 + r) * (1 + r))
+		g2 = c2 * ((a - 1) - (a+1)*r) * (r / (u * u)) / ((1 + r) * (1 + r) * (1 + r))
+	} else {
+		q := pow(1/u, a)
+		v = t.beta / (1 + q)
+		g1 = c1 * (q / u) / ((1 + q) * (1 + q))
+		g2 = c2 * ((a-1)*q - (a + 1)) * q / (u * u * (1 + q) * (1 + q) * (1 + q))
+	}
+	return v, t.s * g1, t.s * t.s * g2
 }

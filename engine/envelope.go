@@ -43,13 +43,14 @@ func newEnvelope(t *term, a, b float64) envelope {
 	lo, hi := math.Max(t.infl, a), b
 	z := math.Min(b, lo+(lo-a)) // a usual neighbourhood of the tangency for S-curves
 	for i := 0; i < 100; i++ {
-		v := psi(z)
+		fz, d1z, d2z := t.vd12(z)    // one power for Hill curves
+		v := d1z*(z-a) - (fz - e.fa) // ψ(z)
 		if v > 0 {
 			lo = z
 		} else {
 			hi = z
 		}
-		next := z - v/(t.d2(z)*(z-a))
+		next := z - v/(d2z*(z-a))
 		if !(next > lo && next < hi) {
 			next = lo + (hi-lo)/2
 		}
@@ -146,7 +147,12 @@ func (e *envelope) d2(x float64) float64 {
 }
 
 // tight reports whether the envelope equals the curve at x (up to rounding).
-func (e *envelope) gap(x float64) float64 { return e.val(x) - e.t.val(x) }
+func (e *envelope) gap(x float64) float64 {
+	if e.hx == nil && x >= e.z {
+		return 0 // on the curve itself: val(x) − val(x)
+	}
+	return e.val(x) - e.t.val(x)
+}
 
 // argmax returns a maximiser of val(x) − lam·x over [a, b]. Where the maximisers form an
 // interval (lam equal to a linear piece's slope) high chooses its right end, otherwise

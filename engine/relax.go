@@ -405,13 +405,13 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 
 // tangentStep finishes the price search without another evaluation once the spend sl at
 // lam is within 1e-8 (relative) of the target: Newton's next price lam + dl, dl =
-// (target − sl)/dS, moves each channel strictly inside its box along its tangent,
-// x_i + dl/G_i''(x_i), which meets the target to first order. Every such move must be
-// within 1e-8 of the channel's own spend, so that the error the tangent leaves, of the
-// order of (move/x_i)²·x_i, is below rounding. It declines (false) otherwise, and where
-// S(λ) is not smooth near lam: a channel on a linear piece, a breakpoint of some envelope
-// between the two prices, or a channel that would leave its box. The dual bound stays the
-// one at lam, where the maximisers are exact.
+// (target − sl)/dS, moves each channel strictly inside its box along its tangent, by
+// dl/G″_i(x_i) (G″ the second derivative), which meets the target to first order. Every
+// such move must be within 1e-8 of the channel's own spend, so that the error the
+// tangent leaves, of the order of (move/x_i)²·x_i, is below rounding. It declines (false)
+// otherwise, and where S(λ) is not smooth near lam: a channel on a linear piece, a
+// breakpoint of some envelope between the two prices, or a channel that would leave its
+// box. The dual bound stays the one at lam, where the maximisers are exact.
 func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk []float64) ([]float64, bool) {
 	if sl != sh || !(dS < 0) || math.IsInf(dS, -1) || !(math.Abs(sl-target) <= 1e-8*target) {
 		return nil, false

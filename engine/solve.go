@@ -488,11 +488,11 @@ func (p *problem) totals(x []float64) *Evaluation {
 func (p *problem) evaluate(x []float64, s *session) *Evaluation {
 	ev := &Evaluation{Expected: make(map[string]float64, len(p.kpiNames)), Channels: make(map[string]ChannelResult, p.n())}
 	// one allocation backs every ROI and MROI, and the primary KPI's responses
-	ratios := make([]float64, 3*len(x))
-	resp := ratios[2*len(x):]
+	ratios := make([]float64, 4*len(x))
+	resp, d1s := ratios[2*len(x):3*len(x)], ratios[3*len(x):]
 	for i := range x {
 		if t := p.terms[i][0]; t != nil {
-			resp[i] = t.val(x[i])
+			resp[i], d1s[i], _ = t.vd12(x[i]) // one power for Hill curves
 		}
 	}
 	for k, name := range p.kpiNames {
@@ -511,13 +511,12 @@ func (p *problem) evaluate(x []float64, s *session) *Evaluation {
 	}
 	ev.TotalSpend = sum(x)
 	for i, name := range p.names {
-		t := p.terms[i][0]
 		c := ChannelResult{Spend: x[i], Response: resp[i]}
 		if x[i] > 0 {
 			ratios[2*i] = resp[i] / x[i]
 			c.ROI = &ratios[2*i]
 		}
-		if d := t.d1(x[i]); finite(d) {
+		if d := d1s[i]; finite(d) {
 			ratios[2*i+1] = d
 			c.MROI = &ratios[2*i+1]
 		}
