@@ -134,11 +134,13 @@ func secretVar(name string) bool {
 	return false
 }
 
-var metricNameRE = regexp.MustCompile(`\bName:\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"`)
+// A metric is declared by the Name of a collector's options, or by the name of a
+// descriptor (prometheus.NewDesc) of a custom collector.
+var metricNameRE = regexp.MustCompile(`(?:\bName:\s*|\bNewDesc\(\s*)"([a-zA-Z_:][a-zA-Z0-9_:]*)"`)
 
 // registeredMetrics is every metric name a Prometheus collector in the Go sources
-// declares (Name: "..." in the *Opts literals), with the series a histogram adds, and
-// the ones Prometheus itself provides.
+// declares (Name: "..." in the *Opts literals, prometheus.NewDesc("...")), with the
+// series a histogram adds, and the ones Prometheus itself provides.
 func registeredMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{"up": true, "scrape_duration_seconds": true}
