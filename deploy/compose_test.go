@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -69,8 +70,18 @@ func TestComposeServices(t *testing.T) {
 			t.Errorf("no service %s", name)
 		}
 	}
-	if s, err := p.GetService("processor"); err == nil && s.GetScale() != 2 {
-		t.Errorf("%d processors, want 2", s.GetScale())
+	if s, err := p.GetService("processor"); err == nil {
+		if s.GetScale() != 2 {
+			t.Errorf("%d processors, want 2", s.GetScale())
+		}
+		// More processors than partitions would sit idle.
+		var partitions int
+		if v := s.Environment["ATLAS_PARTITIONS"]; v != nil {
+			partitions, _ = strconv.Atoi(*v)
+		}
+		if s.GetScale() > partitions {
+			t.Errorf("%d processors for %d partitions (ATLAS_PARTITIONS)", s.GetScale(), partitions)
+		}
 	}
 	if s, err := p.GetService("kafka"); err == nil && !strings.HasPrefix(s.Image, "apache/kafka:") {
 		t.Errorf("kafka image %s, want apache/kafka (KRaft)", s.Image)
@@ -81,6 +92,11 @@ func TestComposeServices(t *testing.T) {
 
 	for _, s := range p.Services {
 		t.Run(s.Name, func(t *testing.T) {
+			if atlasRole(s) == "" {
+				if i := strings.LastIndex(s.Image, ":"); i < 0 || strings.HasSuffix(s.Image, ":latest") {
+					t.Errorf("image %s: pin a version", s.Image)
+				}
+			}
 			oneShot := s.Restart == "no"
 			if s.HealthCheck == nil || s.HealthCheck.Disable || len(s.HealthCheck.Test) == 0 {
 				if !oneShot {
@@ -215,7 +231,7 @@ func TestPrometheusScrapesEveryRole(t *testing.T) {
 	for _, sc := range cfg.ScrapeConfigs {
 		for _, sd := range sc.DNSSDConfigs {
 			for _, n := range sd.Names {
-				scraped[n] = itoa(sd.Port)
+				scraped[n] = strconv.Itoa(sd.Port)
 			}
 		}
 		for _, st := range sc.StaticConfigs {
@@ -265,11 +281,6 @@ func TestPrometheusScrapesEveryRole(t *testing.T) {
 			t.Errorf("rule file %s is not mounted into the prometheus service", rf)
 		}
 	}
-}
-
-func itoa(n int) string {
-	b, _ := json.Marshal(n)
-	return string(b)
 }
 
 // metricsIn parses a PromQL expression and returns the metric names it selects.
@@ -355,6 +366,30 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 	if !strings.HasPrefix(ds.Datasources[0].URL, "http://prometheus:") {
 		t.Errorf("datasource URL %s is not the prometheus service", ds.Datasources[0].URL)
+	}
+	// The dashboard provider reads the directory compose mounts the dashboards into.
+	var prov struct {
+		Providers []struct {
+			Options struct {
+				Path string `json:"path"`
+			} `json:"options"`
+		} `json:"providers"`
+	}
+	pb, err := os.ReadFile(filepath.Join(root, "deploy", "compose", "grafana", "provisioning", "dashboards", "atlas.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(pb, &prov); err != nil || len(prov.Providers) != 1 {
+		t.Fatalf("dashboard provisioning: %v", err)
+	}
+	grafana, err := loadProject(t).GetService("grafana")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(grafana.Volumes, func(v types.ServiceVolumeConfig) bool {
+		return v.Target == prov.Providers[0].Options.Path && strings.HasSuffix(v.Source, filepath.Join("grafana", "dashboards"))
+	}) {
+		t.Errorf("Grafana loads dashboards from %s, where compose mounts none", prov.Providers[0].Options.Path)
 	}
 	titles := map[string]bool{}
 	for _, panel := range dash.Panels {
