@@ -17,6 +17,7 @@ import (
 	"github.com/atlas-mmm/atlas/streams"
 	"github.com/atlas-mmm/atlas/streams/archive"
 	"github.com/atlas-mmm/atlas/streams/event"
+	"github.com/atlas-mmm/atlas/streams/jetstream"
 	"github.com/atlas-mmm/atlas/streams/processor"
 )
 
@@ -200,6 +201,39 @@ func TestExportImportCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "not empty") || !strings.Contains(errs, topics.Models) {
 		t.Fatalf("import into a non-empty log: exit %d\n%s", code, errs)
 	}
+
+	// The import committed the processor's group past every answered request (and the
+	// dead-lettered one): a processor started on the copy answers only what is new.
+	// One new request per partition, so that anything answered again shows.
+	lb := openDir(t, b)
+	var keys []string
+	for i, parts := 0, map[int]bool{}; len(parts) < 4; i++ {
+		k := fmt.Sprintf("after-%d", i)
+		if p := jetstream.Partition([]byte(k), 4); !parts[p] {
+			parts[p] = true
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		env, err := event.New(event.OptimizationRequested, "atlas/test", "", json.RawMessage(`{"request_id":"`+k+`","model_id":"acme-mmm","constraints":{"total":100000}}`), "evt-"+k, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := event.Encode(env)
+		if err := lb.Append(context.Background(), topics.Requests, streams.Record{Key: []byte(k), Value: raw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answer(t, lb, topics, 60+len(keys))
+	events := 0
+	lb.Read(context.Background(), topics.Results, streams.Position{}, streams.Position{}, func(streams.Message) error {
+		events++
+		return nil
+	})
+	if events != 60+len(keys) {
+		t.Fatalf("%d result events after the processor ran on the copy, want %d: it answered imported requests again", events, 60+len(keys))
+	}
+	lb.Close()
 
 	plain := filepath.Join(dir, "plain.ndjson")
 	if code, _, errs := run(t, "", "export", "--data-dir", a, "--out", plain); code != 0 {

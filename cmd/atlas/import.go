@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
+	"github.com/atlas-mmm/atlas/streams"
 	"github.com/atlas-mmm/atlas/streams/archive"
+	"github.com/atlas-mmm/atlas/streams/processor"
 )
 
 // runImport is `atlas import`: an archive into an empty log.
@@ -16,6 +21,7 @@ func runImport(ctx context.Context, args []string, stdin io.Reader, _, stderr io
 	var lc logConfig
 	lc.register(fs)
 	check := fs.Bool("check", false, "only read and verify the archive (lines, counts, checksum); write nothing")
+	group := fs.String("group", envString("ATLAS_GROUP", "atlas-processor"), "the processor's consumer group: the import commits it past every request the archive holds an answer for, so that a processor started on the copy does not answer them again (empty: leave the group alone) [ATLAS_GROUP]")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: atlas import [flags] FILE|-\n\nAppends an archive written by `atlas export` to an empty log, keeping keys, values,\ntimes and order; the topics are created with the archive's partition counts and mapped\nby role onto --topic-*. A target topic that holds messages is refused.")
 		fs.PrintDefaults()
@@ -60,6 +66,7 @@ func runImport(ctx context.Context, args []string, stdin io.Reader, _, stderr io
 		return 1
 	}
 	defer o.close()
+	ans := newAnswerSet(h)
 	st, err := archive.Import(ctx, o.log, r, archive.ImportOptions{
 		Topics: map[string]string{
 			archive.RoleModels:     lc.topics.Models,
@@ -68,11 +75,127 @@ func runImport(ctx context.Context, args []string, stdin io.Reader, _, stderr io
 			archive.RoleDeadLetter: lc.topics.DeadLetters,
 		},
 		Progress: prog.update,
+		Observe:  ans.observe,
 	})
 	if err != nil {
 		logger.Error().Err(err).Msg("import failed")
 		return 1
 	}
 	prog.done(st)
+	if *group != "" && ans.requests > 0 {
+		n, err := ans.commit(ctx, o.log, lc.topics.Requests, *group)
+		if err != nil {
+			logger.Error().Err(err).Str("group", *group).Msg("cannot position the processor's group; a processor started on this log will answer every request again")
+			return 1
+		}
+		logger.Info().Str("group", *group).Int64("requests_answered", n).Int64("requests", ans.requests).
+			Msg("processor group committed past the answered requests")
+	}
 	return 0
+}
+
+// answerSet tracks, while an archive is imported, which request messages the archive
+// holds an answer for: a result, or a dead letter naming the message.
+type answerSet struct {
+	requestsTopic, resultsTopic, deadTopic string // the archive's names
+	requests                               int64
+	results                                map[string]bool       // request ids with a result
+	dead                                   map[[2]int64]bool     // (partition, offset) of dead-lettered requests
+	byKey                                  map[string][][2]int64 // request message positions per key, in order
+}
+
+func newAnswerSet(h archive.Header) *answerSet {
+	a := &answerSet{results: map[string]bool{}, dead: map[[2]int64]bool{}, byKey: map[string][][2]int64{}}
+	for _, t := range h.Topics {
+		switch t.Role {
+		case archive.RoleRequests:
+			a.requestsTopic = t.Name
+		case archive.RoleResults:
+			a.resultsTopic = t.Name
+		case archive.RoleDeadLetter:
+			a.deadTopic = t.Name
+		}
+	}
+	return a
+}
+
+func (a *answerSet) observe(m streams.Message) {
+	switch m.Topic {
+	case a.requestsTopic:
+		a.requests++
+		a.byKey[string(m.Key)] = append(a.byKey[string(m.Key)], [2]int64{int64(m.Partition), m.Offset})
+	case a.resultsTopic:
+		a.results[string(m.Key)] = true // the processor keys a result by its request id
+	case a.deadTopic:
+		var dl processor.DeadLetter
+		if json.Unmarshal(m.Value, &dl) == nil && dl.Topic == a.requestsTopic {
+			a.dead[[2]int64{int64(dl.Partition), dl.Offset}] = true
+		}
+	}
+}
+
+// handled says whether the nth message with key (in log order, which the import keeps
+// per key) was answered.
+func (a *answerSet) handled(key []byte, nth int) bool {
+	if a.results[string(key)] {
+		return true
+	}
+	pos := a.byKey[string(key)]
+	return nth < len(pos) && a.dead[pos[nth]]
+}
+
+// commit joins the group on the imported request topic, reads every request, and
+// commits each partition up to the last request of its longest answered prefix: what
+// the source's processor had at least done. It returns how many requests that covers.
+func (a *answerSet) commit(ctx context.Context, l streams.Log, topic, group string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	sub, err := l.Subscribe(ctx, topic, group)
+	if err != nil {
+		return 0, err
+	}
+	defer sub.Close()
+	type pos struct {
+		p   int
+		off int64
+	}
+	seen := map[pos]bool{}
+	nth := map[string]int{}
+	stopped := map[int]bool{}
+	last := map[int]streams.Message{}
+	var covered int64
+	for int64(len(seen)) < a.requests {
+		m, err := sub.Fetch(ctx)
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return 0, fmt.Errorf("read %d of %d requests back: %w", len(seen), a.requests, err)
+			}
+			return 0, err
+		}
+		if seen[pos{m.Partition, m.Offset}] {
+			continue // a redelivery
+		}
+		seen[pos{m.Partition, m.Offset}] = true
+		i := nth[string(m.Key)]
+		nth[string(m.Key)]++
+		if stopped[m.Partition] {
+			continue
+		}
+		if a.handled(m.Key, i) {
+			last[m.Partition] = m
+			covered++
+		} else {
+			stopped[m.Partition] = true
+		}
+	}
+	msgs := make([]streams.Message, 0, len(last))
+	for _, m := range last {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) > 0 {
+		if err := sub.Commit(ctx, msgs...); err != nil {
+			return 0, err
+		}
+	}
+	return covered, nil
 }

@@ -114,6 +114,9 @@ type ImportOptions struct {
 	Batch int
 	// Progress, if set, is called with the running message count after each Append.
 	Progress func(messages int64)
+	// Observe, if set, sees every message as it is read from the archive (with the
+	// archive's topic name, partition and offset), before it is appended.
+	Observe func(m streams.Message)
 }
 
 // ErrNotEmpty is returned (wrapped) when a target topic already holds messages.
@@ -201,6 +204,9 @@ func Import(ctx context.Context, l streams.Log, r *Reader, opt ImportOptions) (S
 					return
 				}
 				cur = batch{}
+			}
+			if opt.Observe != nil {
+				opt.Observe(m)
 			}
 			cur.topic = m.Topic
 			if cur.recs == nil {
