@@ -13,6 +13,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"runtime"
@@ -22,7 +23,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/atlas-mmm/atlas/engine"
 	"github.com/atlas-mmm/atlas/streams"
 	"github.com/atlas-mmm/atlas/streams/event"
 	"github.com/atlas-mmm/atlas/streams/processor"
@@ -80,6 +80,7 @@ const (
 	NoteEngineMetadata = "engine_metadata"         // only the engine's version, algorithm or counters differ
 	NoteBadModelEvent  = "undecodable_model_event" // dead-lettered by the processor, no version
 	NoteDeadLetter     = "dead_letter_request"     // a request-topic message that is no request
+	NoteKeyedOtherwise = "request_keyed_otherwise" // a request whose key is not its id: its result is not re-derived
 )
 
 // Finding is one divergence or note.
@@ -121,12 +122,23 @@ type Report struct {
 	Notes       []Finding `json:"notes"`
 }
 
-// resultGroup is every result event recorded for one request id (the result's key).
-type resultGroup struct {
-	first    streams.Message
-	distinct []streams.Message // different bytes, in log order
-	repeats  int64
-	claimed  atomic.Bool // a request in the log owns it
+// pending is a request message in scope, waiting for its result.
+type pending struct {
+	msg     streams.Message
+	matched bool // its result was found (set by the reading goroutine only)
+}
+
+// seenResult is what the audit keeps of a result event once it is handed to a worker:
+// enough to recognise a redelivery and to name it.
+type seenResult struct {
+	sum     [sha256.Size]byte
+	pos     Position
+	matched bool
+}
+
+// job is a request and its (first) result, to check.
+type job struct {
+	req, res streams.Message
 }
 
 // Run audits the log.
@@ -138,16 +150,18 @@ func Run(ctx context.Context, l streams.Log, opt Options) (*Report, error) {
 		opt.Workers = runtime.GOMAXPROCS(0)
 	}
 	a := &auditor{opt: opt, log: l, rep: &Report{Started: time.Now().UTC(), Scope: scope(opt)},
-		reg: processor.NewRegistry(""), results: map[string]*resultGroup{}, mismatched: map[[2]string]*Finding{}}
+		reg: processor.NewRegistry(""), requests: map[string]*pending{}, results: map[string]*seenResult{},
+		mismatched: map[[2]string]*Finding{}}
 	if err := a.readModels(ctx); err != nil {
 		return nil, err
 	}
-	if err := a.readResults(ctx); err != nil {
+	if err := a.readRequests(ctx); err != nil {
 		return nil, err
 	}
-	if err := a.checkRequests(ctx); err != nil {
+	if err := a.checkResults(ctx); err != nil {
 		return nil, err
 	}
+	a.unanswered()
 	a.finish()
 	a.rep.Seconds = time.Since(a.rep.Started).Seconds()
 	return a.rep, nil
@@ -184,8 +198,9 @@ type auditor struct {
 	opt     Options
 	log     streams.Log
 	rep     *Report
-	reg     *processor.Registry
-	results map[string]*resultGroup
+	reg      *processor.Registry
+	requests map[string]*pending    // by message key: the request id the processor keys its result with
+	results  map[string]*seenResult // by key
 
 	mu         sync.Mutex
 	findings   []Finding
@@ -224,44 +239,47 @@ func (a *auditor) readModels(ctx context.Context) error {
 	return nil
 }
 
-// readResults groups every result event by its key, the request id the processor
-// appends it under; the workers check that the event names that request.
-func (a *auditor) readResults(ctx context.Context) error {
-	err := a.log.Read(ctx, a.opt.Topics.Results, streams.Position{}, streams.Position{}, func(m streams.Message) error {
-		a.rep.Counts.ResultEvents++
-		m.Topic = a.opt.Topics.Results
-		g := a.results[string(m.Key)]
-		if g == nil {
-			a.results[string(m.Key)] = &resultGroup{first: m, distinct: []streams.Message{m}}
-			return nil
-		}
-		for _, d := range g.distinct {
-			if bytes.Equal(d.Value, m.Value) {
-				g.repeats++
-				a.rep.Counts.RedeliveredResults++
+// readRequests keeps the request messages in scope, by key. Requests are the smaller
+// half of the history (a result is several times larger), and results are then
+// streamed past them.
+func (a *auditor) readRequests(ctx context.Context) error {
+	err := a.log.Read(ctx, a.opt.Topics.Requests, a.opt.From, a.opt.To, func(m streams.Message) error {
+		m.Topic = a.opt.Topics.Requests
+		a.rep.Counts.RequestMessages++
+		if prev, ok := a.requests[string(m.Key)]; ok {
+			if bytes.Equal(prev.msg.Value, m.Value) {
+				a.rep.Counts.DuplicateRequests++
 				return nil
 			}
+			a.diverge(Finding{Kind: ConflictingRequests, At: positionOf(m, eventID(m.Value)), RequestID: string(m.Key),
+				Related: []Position{positionOf(prev.msg, eventID(prev.msg.Value))},
+				Detail:  fmt.Sprintf("a second, different request event with key %q", m.Key)})
+			return nil
 		}
-		g.distinct = append(g.distinct, m)
+		a.requests[string(m.Key)] = &pending{msg: m}
+		if a.opt.Progress != nil && a.rep.Counts.RequestMessages%4096 == 0 {
+			a.opt.Progress(a.rep.Counts.RequestMessages, 0)
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("audit: reading %s: %w", a.opt.Topics.Results, err)
+		return fmt.Errorf("audit: reading %s: %w", a.opt.Topics.Requests, err)
 	}
 	return nil
 }
 
-// checkRequests reads the requests in scope and checks each on a pool of workers while
-// reading goes on.
-func (a *auditor) checkRequests(ctx context.Context) error {
-	jobs := make(chan streams.Message, 4*a.opt.Workers*64)
+// checkResults streams the result topic: each request's first result goes with the
+// request to a pool of workers that re-derive it while reading goes on; a repeat is a
+// redelivery when byte-identical and a divergence otherwise.
+func (a *auditor) checkResults(ctx context.Context) error {
+	jobs := make(chan job, 64*a.opt.Workers)
 	var checked atomic.Int64
 	var wg sync.WaitGroup
 	for range a.opt.Workers {
 		wg.Go(func() {
 			var local Counts
-			for m := range jobs {
-				a.check(m, &local)
+			for j := range jobs {
+				a.check(j, &local)
 				checked.Add(1)
 			}
 			a.mu.Lock()
@@ -269,27 +287,39 @@ func (a *auditor) checkRequests(ctx context.Context) error {
 			a.mu.Unlock()
 		})
 	}
-	seen := map[string][]byte{} // request message key → its bytes, for duplicates
 	var read int64
-	err := a.log.Read(ctx, a.opt.Topics.Requests, a.opt.From, a.opt.To, func(m streams.Message) error {
-		m.Topic = a.opt.Topics.Requests
+	quoted, _ := json.Marshal(a.opt.ModelID)
+	err := a.log.Read(ctx, a.opt.Topics.Results, streams.Position{}, streams.Position{}, func(m streams.Message) error {
+		m.Topic = a.opt.Topics.Results
 		read++
-		a.rep.Counts.RequestMessages++
-		if prev, ok := seen[string(m.Key)]; ok {
-			if bytes.Equal(prev, m.Value) {
-				a.rep.Counts.DuplicateRequests++
-				return nil
+		a.rep.Counts.ResultEvents++
+		if a.opt.Progress != nil && read%4096 == 0 {
+			a.opt.Progress(a.rep.Counts.RequestMessages, checked.Load())
+		}
+		sum := sha256.Sum256(m.Value)
+		if prev := a.results[string(m.Key)]; prev != nil {
+			switch {
+			case prev.sum == sum:
+				a.rep.Counts.RedeliveredResults++
+			case a.opt.ModelID != "" && !bytes.Contains(m.Value, append([]byte(`"model_id":`), quoted...)):
+				// another model's
+			default:
+				if _, inScope := a.requests[string(m.Key)]; inScope || a.opt.whole() {
+					a.diverge(Finding{Kind: ConflictingResults, At: positionOf(m, quickID(m.Value)), RequestID: string(m.Key),
+						Related: []Position{prev.pos}, Detail: "a second, different result event for this request (the first is the related one)"})
+				}
 			}
-			a.diverge(Finding{Kind: ConflictingRequests, At: positionOf(m, eventID(m.Value)), RequestID: string(m.Key),
-				Detail: fmt.Sprintf("a second, different request event with key %q", m.Key)})
 			return nil
 		}
-		seen[string(m.Key)] = m.Value
-		if a.opt.Progress != nil && read%4096 == 0 {
-			a.opt.Progress(read, checked.Load())
+		seen := &seenResult{sum: sum, pos: positionOf(m, quickID(m.Value))}
+		a.results[string(m.Key)] = seen
+		r := a.requests[string(m.Key)]
+		if r == nil {
+			return nil // an orphan, unless its request is keyed otherwise (see unanswered)
 		}
+		r.matched, seen.matched = true, true
 		select {
-		case jobs <- m:
+		case jobs <- job{req: r.msg, res: m}:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -298,12 +328,56 @@ func (a *auditor) checkRequests(ctx context.Context) error {
 	close(jobs)
 	wg.Wait()
 	if err != nil {
-		return fmt.Errorf("audit: reading %s: %w", a.opt.Topics.Requests, err)
+		return fmt.Errorf("audit: reading %s: %w", a.opt.Topics.Results, err)
 	}
 	if a.opt.Progress != nil {
-		a.opt.Progress(read, checked.Load())
+		a.opt.Progress(a.rep.Counts.RequestMessages, checked.Load())
 	}
 	return nil
+}
+
+// unanswered looks at the requests no result was keyed for: messages that are no
+// request (dead letters), requests of other models, requests keyed other than by their
+// id, and requests without a result.
+func (a *auditor) unanswered() {
+	var left []*pending
+	for _, r := range a.requests {
+		if !r.matched {
+			left = append(left, r)
+		}
+	}
+	decoded := make([]*request, len(left))
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range a.opt.Workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(left); i = int(next.Add(1) - 1) {
+				decoded[i] = decodeRequest(left[i].msg)
+			}
+		})
+	}
+	wg.Wait()
+	c := &a.rep.Counts
+	for _, r := range decoded {
+		pos := positionOf(r.msg, r.env.ID)
+		switch {
+		case r.dead != "":
+			c.DeadLetters++
+			a.notes = append(a.notes, Finding{Kind: NoteDeadLetter, At: pos, Detail: r.dead})
+		case a.opt.ModelID != "" && r.modelID != a.opt.ModelID:
+			c.OutOfScope++
+		case string(r.msg.Key) != r.requestID && a.results[r.requestID] != nil:
+			c.Requests++
+			a.results[r.requestID].matched = true
+			a.notes = append(a.notes, Finding{Kind: NoteKeyedOtherwise, At: pos, RequestID: r.requestID,
+				Related: []Position{a.results[r.requestID].pos},
+				Detail:  fmt.Sprintf("the request is keyed %q, its result %q: not re-derived", r.msg.Key, r.requestID)})
+		default:
+			c.Requests++
+			a.findings = append(a.findings, Finding{Kind: MissingResult, At: pos, RequestID: r.requestID, ModelID: r.modelID,
+				Detail: "no result event for this request"})
+		}
+	}
 }
 
 func addCounts(dst, src *Counts) {
@@ -315,60 +389,30 @@ func addCounts(dst, src *Counts) {
 	dst.OutOfScope += src.OutOfScope
 }
 
-// check audits one request message.
-func (a *auditor) check(m streams.Message, c *Counts) {
-	r := decodeRequest(m)
-	reqPos := positionOf(m, r.env.ID)
+// check audits one request and its result.
+func (a *auditor) check(j job, c *Counts) {
+	r := decodeRequest(j.req)
+	reqPos := positionOf(j.req, r.env.ID)
 	if r.dead != "" {
+		// The processor dead-letters such a message; a result keyed like it is no answer.
 		c.DeadLetters++
 		a.note(Finding{Kind: NoteDeadLetter, At: reqPos, Detail: r.dead})
+		a.diverge(Finding{Kind: OrphanResult, At: positionOf(j.res, quickID(j.res.Value)), RequestID: string(j.res.Key),
+			Related: []Position{reqPos}, Detail: "a result keyed like a message that is no request"})
 		return
 	}
-	g := a.results[r.requestID]
-	if g != nil {
-		g.claimed.Store(true)
-	}
-	if a.opt.ModelID != "" && !a.inScope(r, g) {
+	if a.opt.ModelID != "" && !a.inScope(r, j.res) {
 		c.OutOfScope++
 		return
 	}
 	c.Requests++
-	if g == nil {
-		a.diverge(Finding{Kind: MissingResult, At: reqPos, RequestID: r.requestID, ModelID: r.modelID,
-			Detail: "no result event for this request"})
-		return
-	}
-	if len(g.distinct) > 1 {
-		rel := []Position{reqPos}
-		for _, d := range g.distinct[:len(g.distinct)-1] {
-			rel = append(rel, positionOf(d, eventID(d.Value)))
-		}
-		last := g.distinct[len(g.distinct)-1]
-		a.diverge(Finding{Kind: ConflictingResults, At: positionOf(last, eventID(last.Value)), RequestID: r.requestID,
-			Related: rel, Detail: fmt.Sprintf("%d different result events for one request", len(g.distinct)),
-			Differences: diff(g.distinct[0].Value, last.Value)})
-	}
-	a.compare(r, reqPos, g.first, c)
-}
-
-// recorded is what the audit reads from a recorded result event before re-deriving it.
-type recorded struct {
-	ID     string `json:"id"`
-	Source string `json:"source"`
-	Type   string `json:"type"`
-	Data   struct {
-		RequestID    string             `json:"request_id"`
-		ModelID      string             `json:"model_id"`
-		ModelVersion int                `json:"model_version"`
-		ModelHash    string             `json:"model_hash"`
-		Errors       engine.FieldErrors `json:"errors"`
-	} `json:"data"`
+	a.compare(r, reqPos, j.res, c)
 }
 
 func (a *auditor) compare(r *request, reqPos Position, res streams.Message, c *Counts) {
-	var rec recorded
 	resPos := positionOf(res, "")
-	if err := json.Unmarshal(res.Value, &rec); err != nil {
+	rec, err := readRecorded(res.Value)
+	if err != nil {
 		a.diverge(Finding{Kind: BadResult, At: resPos, RequestID: r.requestID, Related: []Position{reqPos},
 			Detail: "result event does not decode: " + err.Error()})
 		return
@@ -383,7 +427,6 @@ func (a *auditor) compare(r *request, reqPos Position, res streams.Message, c *C
 		return
 	}
 	var want []byte
-	var err error
 	switch {
 	case r.rejected:
 		want, err = r.rejection(rec.Source, r.reject)
@@ -501,12 +544,9 @@ func plausibleModelRejection(msg, modelID string) bool {
 	return msg == fmt.Sprintf("unknown model %q", modelID) || msg == fmt.Sprintf("model %q is retired", modelID)
 }
 
-func (a *auditor) inScope(r *request, g *resultGroup) bool {
-	if g != nil {
-		var rec recorded
-		if json.Unmarshal(g.first.Value, &rec) == nil && rec.Data.ModelID != "" {
-			return rec.Data.ModelID == a.opt.ModelID
-		}
+func (a *auditor) inScope(r *request, res streams.Message) bool {
+	if rec, err := readRecorded(res.Value); err == nil && rec.Data.ModelID != "" {
+		return rec.Data.ModelID == a.opt.ModelID
 	}
 	return r.modelID == a.opt.ModelID
 }
@@ -526,11 +566,9 @@ func (a *auditor) finish() {
 	}
 	if a.opt.whole() {
 		for id, g := range a.results {
-			if g.claimed.Load() {
-				continue
+			if !g.matched {
+				a.findings = append(a.findings, Finding{Kind: OrphanResult, At: g.pos, RequestID: id, Detail: "no request event for this result"})
 			}
-			a.findings = append(a.findings, Finding{Kind: OrphanResult, At: positionOf(g.first, eventID(g.first.Value)), RequestID: id,
-				Detail: "no request event for this result"})
 		}
 	}
 	sortFindings(a.findings, a.opt.Topics)
