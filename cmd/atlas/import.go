@@ -21,6 +21,7 @@ func runImport(ctx context.Context, args []string, stdin io.Reader, _, stderr io
 	var lc logConfig
 	lc.register(fs)
 	check := fs.Bool("check", false, "only read and verify the archive (lines, counts, checksum); write nothing")
+	salvage := fs.Bool("salvage", false, "import a damaged archive (truncated, or counts or checksum off) as far as its lines are sound, with a warning; audit the result")
 	group := fs.String("group", envString("ATLAS_GROUP", "atlas-processor"), "the processor's consumer group: the import commits it past every request the archive holds an answer for, so that a processor started on the copy does not answer them again (empty: leave the group alone) [ATLAS_GROUP]")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: atlas import [flags] FILE|-\n\nAppends an archive written by `atlas export` to an empty log, keeping keys, values,\ntimes and order; the topics are created with the archive's partition counts and mapped\nby role onto --topic-*. A target topic that holds messages is refused.")
@@ -48,11 +49,15 @@ func runImport(ctx context.Context, args []string, stdin io.Reader, _, stderr io
 		logger.Error().Err(err).Msg("cannot read the archive")
 		return 1
 	}
+	r.Salvage = *salvage
 	h := r.Header()
 	logger.Info().Str("source", h.Source).Time("created", h.Created).Str("range", h.Range).Interface("topics", h.Topics).Msg("archive")
 	prog := newProgress(logger, "imported")
 	if *check {
 		st, err := archive.Verify(r)
+		if err == nil {
+			err = r.Damage
+		}
 		if err != nil {
 			logger.Error().Err(err).Msg("the archive is damaged")
 			return 1
@@ -82,6 +87,9 @@ func runImport(ctx context.Context, args []string, stdin io.Reader, _, stderr io
 		return 1
 	}
 	prog.done(st)
+	if r.Damage != nil {
+		logger.Warn().Err(r.Damage).Msg("the archive is damaged; what its sound lines hold was imported (--salvage): audit it")
+	}
 	if *group != "" && ans.requests > 0 {
 		n, err := ans.commit(ctx, o.log, lc.topics.Requests, *group)
 		if err != nil {

@@ -243,3 +243,37 @@ func TestWriterRefusesUnknownTopic(t *testing.T) {
 		t.Fatal("unreachable")
 	}
 }
+
+// Salvage reads what a damaged file's sound lines hold and says what is wrong.
+func TestSalvage(t *testing.T) {
+	msgs := oddMessages()[:6]
+	good := string(writeArchive(t, msgs))
+	lines := strings.SplitAfter(good, "\n")
+	for name, data := range map[string]string{
+		"truncated":       strings.Join(lines[:4], ""),
+		"changed a value": strings.Replace(good, `"id":"e1"`, `"id":"e2"`, 1),
+	} {
+		ar, err := NewReader(strings.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ar.Salvage = true
+		var got []streams.Message
+		for {
+			m, err := ar.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			got = append(got, m)
+		}
+		if ar.Damage == nil {
+			t.Fatalf("%s: no damage reported", name)
+		}
+		if name == "truncated" && len(got) != 3 || name != "truncated" && len(got) != len(msgs) {
+			t.Fatalf("%s: salvaged %d messages", name, len(got))
+		}
+	}
+}

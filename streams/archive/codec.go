@@ -98,6 +98,15 @@ func (w *Writer) Close() error {
 // Reader reads an archive. NewReader reads the header; Next returns the messages in
 // file order, then io.EOF once the trailer has been checked against them.
 type Reader struct {
+	// Salvage makes a missing trailer, or one whose counts or checksum do not match,
+	// end the archive instead of failing it: the damage is in Damage. Malformed lines
+	// still fail. It is for recovering what a damaged file holds (an audit then tells
+	// what of it can be trusted).
+	Salvage bool
+	// Damage is what Salvage let pass, once Next has returned io.EOF.
+	Damage error
+
+
 	r      *bufio.Reader
 	header Header
 	topics map[string]int // partitions per topic
@@ -191,7 +200,12 @@ func (r *Reader) next() (streams.Message, error) {
 	sum := r.crc.Sum32() // of everything before this line, should it be the trailer
 	raw, err := r.readLine()
 	if err == io.EOF {
-		return streams.Message{}, fmt.Errorf("archive: no trailer after line %d: the file is truncated", r.line)
+		err := fmt.Errorf("archive: no trailer after line %d: the file is truncated", r.line)
+		if r.Salvage {
+			r.Damage, r.done = err, true
+			return streams.Message{}, io.EOF
+		}
+		return streams.Message{}, err
 	}
 	if err != nil {
 		return streams.Message{}, err
@@ -202,7 +216,11 @@ func (r *Reader) next() (streams.Message, error) {
 	}
 	if end != nil {
 		if err := r.checkTrailer(end, sum); err != nil {
-			return streams.Message{}, fmt.Errorf("archive: line %d: %w", r.line, err)
+			err = fmt.Errorf("archive: line %d: %w", r.line, err)
+			if !r.Salvage {
+				return streams.Message{}, err
+			}
+			r.Damage = err
 		}
 		if _, err := r.readLine(); err != io.EOF {
 			if err == nil {
