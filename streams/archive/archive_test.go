@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -85,6 +86,20 @@ func readArchive(r io.Reader) ([]streams.Message, error) {
 	}
 }
 
+// readArchiveEach reads an archive with Reader.Each (lines parsed in parallel).
+func readArchiveEach(r io.Reader) ([]streams.Message, error) {
+	ar, err := NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	var out []streams.Message
+	err = ar.Each(context.Background(), func(m streams.Message) error {
+		out = append(out, m)
+		return nil
+	})
+	return out, err
+}
+
 func sameMessages(t testing.TB, got, want []streams.Message) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -108,6 +123,21 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameMessages(t, got, msgs)
+	// Many chunks of lines, parsed in parallel, come back in order.
+	var many []streams.Message
+	for i := range 3000 {
+		m := msgs[i%len(msgs)]
+		if len(m.Value) > 1<<20 {
+			continue
+		}
+		m.Offset = int64(i)
+		many = append(many, m)
+	}
+	got, err = readArchiveEach(bytes.NewReader(writeArchive(t, many)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameMessages(t, got, many)
 	// JSON values on one line are stored as they are (readable, greppable); the others
 	// as base64.
 	lines := strings.Split(string(data), "\n")
@@ -175,7 +205,11 @@ func TestDamagedArchives(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := readArchive(strings.NewReader(c.data))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %v, want one containing %q", err, c.want)
+				t.Fatalf("Next: error %v, want one containing %q", err, c.want)
+			}
+			_, err = readArchiveEach(strings.NewReader(c.data))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Each: error %v, want one containing %q", err, c.want)
 			}
 		})
 	}

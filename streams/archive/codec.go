@@ -3,13 +3,16 @@ package archive
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
 	"io"
+	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/atlas-mmm/atlas/streams"
 )
@@ -73,6 +76,24 @@ func (w *Writer) Write(m streams.Message) error {
 	return w.err
 }
 
+// writeEncoded adds messages already encoded into buf (appendMessage, in order).
+func (w *Writer) writeEncoded(msgs []streams.Message, buf []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	for i := range msgs {
+		if !w.topics[msgs[i].Topic] {
+			return fmt.Errorf("archive: message of topic %q, which the header does not list", msgs[i].Topic)
+		}
+	}
+	w.write(buf)
+	for i := range msgs {
+		w.counts[msgs[i].Topic]++
+	}
+	w.total += int64(len(msgs))
+	return w.err
+}
+
 // Close writes the trailer and flushes; it does not close the underlying writer.
 func (w *Writer) Close() error {
 	if w.err != nil {
@@ -114,6 +135,7 @@ type Reader struct {
 	counts map[string]int64
 	total  int64
 	line   int
+	sawEnd bool // the trailer was read
 	done   bool
 	err    error
 }
@@ -197,50 +219,205 @@ func (r *Reader) next() (streams.Message, error) {
 	if r.done {
 		return streams.Message{}, io.EOF
 	}
-	sum := r.crc.Sum32() // of everything before this line, should it be the trailer
-	raw, err := r.readLine()
-	if err == io.EOF {
-		err := fmt.Errorf("archive: no trailer after line %d: the file is truncated", r.line)
-		if r.Salvage {
-			r.Damage, r.done = err, true
-			return streams.Message{}, io.EOF
+	for {
+		l, err := r.readRaw(false)
+		if err == io.EOF {
+			return streams.Message{}, r.atEOF()
 		}
-		return streams.Message{}, err
+		if err != nil {
+			return streams.Message{}, err
+		}
+		m, ok, err := r.accept(l, parseLine(l))
+		if err != nil || ok {
+			return m, err
+		}
+		// The trailer: the loop makes sure nothing follows it.
 	}
+}
+
+// rawLine is one line as read, with the checksum of everything before it (which is
+// what a trailer on this line must carry).
+type rawLine struct {
+	n   int
+	sum uint32
+	b   []byte
+}
+
+// readRaw reads the next line; own makes the line's bytes its own (they are the
+// reader's buffer otherwise, valid until the next read). io.EOF at the end of the file.
+func (r *Reader) readRaw(own bool) (rawLine, error) {
+	sum := r.crc.Sum32()
+	b, err := r.readLine()
 	if err != nil {
-		return streams.Message{}, err
+		return rawLine{}, err
 	}
-	m, end, err := parseMessage(raw)
+	if own {
+		b = bytes.Clone(b)
+	}
+	return rawLine{n: r.line, sum: sum, b: b}, nil
+}
+
+// parsed is a line decoded: a message or the trailer, or why it is neither.
+type parsed struct {
+	m   streams.Message
+	end *Trailer
+	err error
+}
+
+// parseLine decodes a line; it depends on nothing else, so lines can be parsed in
+// parallel.
+func parseLine(l rawLine) parsed {
+	m, end, err := parseMessage(l.b)
 	if err != nil {
-		return streams.Message{}, fmt.Errorf("archive: line %d: %w", r.line, err)
+		err = fmt.Errorf("archive: line %d: %w", l.n, err)
 	}
-	if end != nil {
-		if err := r.checkTrailer(end, sum); err != nil {
-			err = fmt.Errorf("archive: line %d: %w", r.line, err)
+	return parsed{m: m, end: end, err: err}
+}
+
+// accept takes the parsed lines in file order: it returns a message (true), or
+// notes the trailer (false) after checking it against what came before.
+func (r *Reader) accept(l rawLine, p parsed) (streams.Message, bool, error) {
+	if r.sawEnd {
+		return streams.Message{}, false, fmt.Errorf("archive: line %d: lines after the trailer", l.n)
+	}
+	if p.err != nil {
+		return streams.Message{}, false, p.err
+	}
+	if p.end != nil {
+		if err := r.checkTrailer(p.end, l.sum); err != nil {
+			err = fmt.Errorf("archive: line %d: %w", l.n, err)
 			if !r.Salvage {
-				return streams.Message{}, err
+				return streams.Message{}, false, err
 			}
 			r.Damage = err
 		}
-		if _, err := r.readLine(); err != io.EOF {
-			if err == nil {
-				err = errors.New("lines after the trailer")
-			}
-			return streams.Message{}, fmt.Errorf("archive: line %d: %w", r.line, err)
-		}
-		r.done = true
-		return streams.Message{}, io.EOF
+		r.sawEnd = true
+		return streams.Message{}, false, nil
 	}
+	m := p.m
 	n, ok := r.topics[m.Topic]
 	if !ok {
-		return streams.Message{}, fmt.Errorf("archive: line %d: topic %q is not in the header", r.line, m.Topic)
+		return m, false, fmt.Errorf("archive: line %d: topic %q is not in the header", l.n, m.Topic)
 	}
 	if m.Partition >= n {
-		return streams.Message{}, fmt.Errorf("archive: line %d: partition %d of topic %q, which has %d", r.line, m.Partition, m.Topic, n)
+		return m, false, fmt.Errorf("archive: line %d: partition %d of topic %q, which has %d", l.n, m.Partition, m.Topic, n)
 	}
 	r.counts[m.Topic]++
 	r.total++
-	return m, nil
+	return m, true, nil
+}
+
+// atEOF ends the archive at the end of the file: io.EOF after a sound trailer, an error
+// for a file without one (unless salvaging).
+func (r *Reader) atEOF() error {
+	r.done = true
+	if r.sawEnd {
+		return io.EOF
+	}
+	err := fmt.Errorf("archive: no trailer after line %d: the file is truncated", r.line)
+	if r.Salvage {
+		r.Damage = err
+		return io.EOF
+	}
+	return err
+}
+
+// Each calls fn with every message in file order, parsing lines on every core (a
+// line's value must be checked to be JSON, which costs about as much as appending it
+// to the log). It returns nil once the trailer has been checked, or the first error.
+// It takes the place of Next.
+func (r *Reader) Each(ctx context.Context, fn func(streams.Message) error) error {
+	if r.err != nil {
+		return r.err
+	}
+	type chunk struct {
+		lines  []rawLine
+		parsed []parsed
+		err    error // reading failed after these lines
+		eof    bool  // the file ended after these lines
+		done   chan struct{}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := runtime.GOMAXPROCS(0)
+	todo := make(chan *chunk, 2*workers)
+	order := make(chan *chunk, 4*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for c := range todo {
+				c.parsed = make([]parsed, len(c.lines))
+				for i, l := range c.lines {
+					c.parsed[i] = parseLine(l)
+				}
+				close(c.done)
+			}
+		})
+	}
+	go func() {
+		defer func() {
+			close(todo)
+			close(order)
+		}()
+		for ctx.Err() == nil {
+			c := &chunk{lines: make([]rawLine, 0, chunkSize), done: make(chan struct{})}
+			for len(c.lines) < chunkSize && c.err == nil && !c.eof {
+				l, err := r.readRaw(true)
+				switch {
+				case err == io.EOF:
+					c.eof = true
+				case err != nil:
+					c.err = err
+				default:
+					c.lines = append(c.lines, l)
+				}
+			}
+			select {
+			case order <- c:
+			case <-ctx.Done():
+				close(c.done)
+				return
+			}
+			todo <- c
+			if c.err != nil || c.eof {
+				return
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer func() {
+		cancel()
+		for c := range order { // let the reading goroutine finish
+			_ = c
+		}
+	}()
+	for c := range order {
+		<-c.done
+		for i, l := range c.lines {
+			m, ok, err := r.accept(l, c.parsed[i])
+			if err != nil {
+				r.err = err
+				return err
+			}
+			if ok {
+				if err := fn(m); err != nil {
+					return err
+				}
+			}
+		}
+		if c.err != nil {
+			r.err = c.err
+			return c.err
+		}
+		if c.eof {
+			if err := r.atEOF(); err != io.EOF {
+				r.err = err
+				return err
+			}
+			return nil
+		}
+	}
+	return ctx.Err()
 }
 
 func (r *Reader) checkTrailer(t *Trailer, sum uint32) error {

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/atlas-mmm/atlas/streams"
@@ -61,6 +64,7 @@ func Export(ctx context.Context, l streams.Log, topics []Topic, w io.Writer, opt
 		return Stats{}, err
 	}
 	st := Stats{Topics: map[string]int64{}}
+	enc := newEncoder(aw)
 	for _, t := range topics {
 		var from, to streams.Position
 		if t.Role != RoleModels {
@@ -68,7 +72,7 @@ func Export(ctx context.Context, l streams.Log, topics []Topic, w io.Writer, opt
 		}
 		err := l.Read(ctx, t.Name, from, to, func(m streams.Message) error {
 			m.Topic = t.Name
-			if err := aw.Write(m); err != nil {
+			if err := enc.add(m); err != nil {
 				return err
 			}
 			st.Messages++
@@ -79,8 +83,12 @@ func Export(ctx context.Context, l streams.Log, topics []Topic, w io.Writer, opt
 			return nil
 		})
 		if err != nil {
+			enc.close()
 			return st, fmt.Errorf("export: reading %q: %w", t.Name, err)
 		}
+	}
+	if err := enc.close(); err != nil {
+		return st, err
 	}
 	if err := aw.Close(); err != nil {
 		return st, err
@@ -89,6 +97,86 @@ func Export(ctx context.Context, l streams.Log, topics []Topic, w io.Writer, opt
 		opt.Progress(st.Messages)
 	}
 	return st, nil
+}
+
+// encoder turns messages into lines on every core (checking that a value is JSON costs
+// about as much as reading it from the log), while one goroutine writes the chunks in
+// their order.
+type encoder struct {
+	cur   *chunk
+	todo  chan *chunk // to the encoding workers
+	order chan *chunk // to the writer, in message order
+	wg    sync.WaitGroup
+	done  chan error // the writer's outcome
+	err   atomic.Pointer[error]
+}
+
+type chunk struct {
+	msgs    []streams.Message
+	buf     []byte
+	encoded chan struct{}
+}
+
+const chunkSize = 512
+
+func newEncoder(w *Writer) *encoder {
+	n := runtime.GOMAXPROCS(0)
+	e := &encoder{todo: make(chan *chunk, 2*n), order: make(chan *chunk, 4*n), done: make(chan error, 1)}
+	for range n {
+		e.wg.Go(func() {
+			for c := range e.todo {
+				for i := range c.msgs {
+					c.buf = appendMessage(c.buf, &c.msgs[i])
+				}
+				close(c.encoded)
+			}
+		})
+	}
+	go func() {
+		var err error
+		for c := range e.order {
+			<-c.encoded
+			if err == nil {
+				if err = w.writeEncoded(c.msgs, c.buf); err != nil {
+					e.err.Store(&err)
+				}
+			}
+		}
+		e.done <- err
+	}()
+	return e
+}
+
+func (e *encoder) add(m streams.Message) error {
+	if p := e.err.Load(); p != nil {
+		return *p
+	}
+	if e.cur == nil {
+		e.cur = &chunk{msgs: make([]streams.Message, 0, chunkSize), encoded: make(chan struct{})}
+	}
+	e.cur.msgs = append(e.cur.msgs, m)
+	if len(e.cur.msgs) == chunkSize {
+		e.submit()
+	}
+	return nil
+}
+
+func (e *encoder) submit() {
+	c := e.cur
+	e.cur = nil
+	e.order <- c
+	e.todo <- c
+}
+
+// close encodes and writes what is pending and returns the first write error.
+func (e *encoder) close() error {
+	if e.cur != nil && len(e.cur.msgs) > 0 {
+		e.submit()
+	}
+	close(e.todo)
+	close(e.order)
+	e.wg.Wait()
+	return <-e.done
 }
 
 const progressEvery = 4096
@@ -184,24 +272,10 @@ func Import(ctx context.Context, l streams.Log, r *Reader, opt ImportOptions) (S
 			}
 		}
 		var cur batch
-		for {
-			m, err := r.Next()
-			if err == io.EOF {
-				if len(cur.recs) > 0 {
-					send(cur)
-				}
-				return
-			}
-			if err != nil {
-				if len(cur.recs) > 0 && !send(cur) {
-					return
-				}
-				send(batch{err: err})
-				return
-			}
+		err := r.Each(ctx, func(m streams.Message) error {
 			if (m.Topic != cur.topic || len(cur.recs) >= opt.Batch) && len(cur.recs) > 0 {
 				if !send(cur) {
-					return
+					return ctx.Err()
 				}
 				cur = batch{}
 			}
@@ -213,6 +287,13 @@ func Import(ctx context.Context, l streams.Log, r *Reader, opt ImportOptions) (S
 				cur.recs = make([]streams.Record, 0, opt.Batch)
 			}
 			cur.recs = append(cur.recs, streams.Record{Key: m.Key, Value: m.Value, Time: m.Time})
+			return nil
+		})
+		if len(cur.recs) > 0 && !send(cur) {
+			return
+		}
+		if err != nil {
+			send(batch{err: err})
 		}
 	}()
 	st := Stats{Topics: map[string]int64{}}
@@ -239,15 +320,10 @@ func Import(ctx context.Context, l streams.Log, r *Reader, opt ImportOptions) (S
 // its messages.
 func Verify(r *Reader) (Stats, error) {
 	st := Stats{Topics: map[string]int64{}}
-	for {
-		m, err := r.Next()
-		if err == io.EOF {
-			return st, nil
-		}
-		if err != nil {
-			return st, err
-		}
+	err := r.Each(context.Background(), func(m streams.Message) error {
 		st.Messages++
 		st.Topics[m.Topic]++
-	}
+		return nil
+	})
+	return st, err
 }
