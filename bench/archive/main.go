@@ -81,8 +81,8 @@ func envOr(k, def string) string {
 // new data directory (JetStream).
 type logs struct {
 	backend, brokers, dir string
-	suffix             int
-	cleanup            []func()
+	suffix                int
+	cleanup               []func()
 }
 
 func (ls *logs) open(ctx context.Context) (streams.Log, processor.Topics, error) {

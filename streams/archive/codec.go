@@ -127,7 +127,6 @@ type Reader struct {
 	// Damage is what Salvage let pass, once Next has returned io.EOF.
 	Damage error
 
-
 	r      *bufio.Reader
 	header Header
 	topics map[string]int // partitions per topic

@@ -195,9 +195,9 @@ func (o Options) whole() bool {
 }
 
 type auditor struct {
-	opt     Options
-	log     streams.Log
-	rep     *Report
+	opt      Options
+	log      streams.Log
+	rep      *Report
 	reg      *processor.Registry
 	requests map[string]*pending    // by message key: the request id the processor keys its result with
 	results  map[string]*seenResult // by key
