@@ -7,7 +7,7 @@ DATE     := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.buildDate=$(DATE)
 FUZZTIME ?= 30s
 
-.PHONY: all build docker run test test-go test-bench services bench bench-go bench-compare bench-api bench-deps fuzz vet clean
+.PHONY: all build docker run test test-go test-bench services bench bench-go bench-compare bench-api bench-archive bench-deps fuzz vet clean
 
 all: build
 
@@ -52,7 +52,7 @@ bench-deps:
 
 # Figures for the README: Go benchmarks, then the engine against scipy's SLSQP on the
 # same generated problems, in one invocation.
-bench: bench-go bench-compare bench-api
+bench: bench-go bench-compare bench-api bench-archive
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./engine/
@@ -65,10 +65,18 @@ bench-compare: bench-deps
 bench-api: build
 	$(GO) run ./bench/apiload -atlas $(BIN)
 
-# The engine's decoders and solver, then the query API's decoders of untrusted input
+# Export, import and audit next to the raw log rates of the same run (embedded
+# JetStream and the local Kafka broker).
+bench-archive:
+	$(GO) run ./bench/archive -backend both -n 100000
+
+# The archive decoder (outside input), the engine's decoders and solver, then the query
+# API's decoders of untrusted input
 # (bodies, queries and cursors, credentials, X-Forwarded-For) and of the operator's
 # security settings.
 fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./streams/archive/
+	$(GO) test -run '^$$' -fuzz '^FuzzMessage$$' -fuzztime $(FUZZTIME) ./streams/archive/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeModel$$' -fuzztime $(FUZZTIME) ./engine/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./engine/
 	$(GO) test -run '^$$' -fuzz '^FuzzSolve$$' -fuzztime $(FUZZTIME) ./engine/
