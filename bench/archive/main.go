@@ -59,10 +59,11 @@ func main() {
 	fmt.Printf("## Archive and audit, %d requests, 10 %s channels (GOMAXPROCS %d)\n\n", *n, *curves, runtime.GOMAXPROCS(0))
 	fmt.Println("| backend | raw read (events) | raw append (events) | export to .zst (events) | import (events) | audit (requests) |")
 	fmt.Println("|---|---|---|---|---|---|")
-	for _, b := range strings.Split(map[string]string{"both": "jetstream,kafka"}[*backend]+*backend, ",") {
-		if b == "both" || b == "" {
-			continue
-		}
+	backends := []string{*backend}
+	if *backend == "both" {
+		backends = []string{"jetstream", "kafka"}
+	}
+	for _, b := range backends {
 		if err := bench(ctx, b, *brokers, *n, *curves); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", b, err)
 			os.Exit(1)

@@ -33,6 +33,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	segjson "github.com/segmentio/encoding/json"
+
 	"github.com/atlas-mmm/atlas/streams"
 )
 
@@ -155,7 +157,9 @@ func rawJSON(v []byte) bool {
 	if bytes.IndexByte(v, '\n') >= 0 || bytes.IndexByte(v, '\r') >= 0 {
 		return false
 	}
-	return utf8.Valid(v) && json.Valid(v)
+	// segmentio/encoding's validator gives encoding/json's answers (FuzzReader holds it
+	// to that) about five times faster, and validating is most of an export's work.
+	return utf8.Valid(v) && segjson.Valid(v)
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/atlas-mmm/atlas/streams"
 )
@@ -61,5 +62,23 @@ func FuzzMessage(f *testing.F) {
 			t.Fatal(err)
 		}
 		sameMessages(t, got, []streams.Message{m})
+	})
+}
+
+// FuzzRawJSON holds the fast validator behind rawJSON to encoding/json's answers: a
+// value stored raw must be one every JSON reader accepts.
+func FuzzRawJSON(f *testing.F) {
+	for _, s := range []string{`{"a":[1,2.5e-7,"x\"y"]}`, `nul`, `"\u00e9"`, "\"\x01\"", `[1,]`, `01`, `{"a":1}}`, `1e999`, `"\ud800"`, "{\"a\":\"\xff\"}"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if len(v) == 0 {
+			return
+		}
+		want := !isSpace(v[0]) && !isSpace(v[len(v)-1]) && string(v) != "null" && !bytes.ContainsAny(v, "\r\n") &&
+			utf8.Valid(v) && json.Valid(v)
+		if got := rawJSON(v); got != want {
+			t.Fatalf("rawJSON(%q) = %v, encoding/json says %v", v, got, want)
+		}
 	})
 }
