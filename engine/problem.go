@@ -33,6 +33,10 @@ type problem struct {
 	totalSrc string
 	rows     []row
 	floors   []floorCon
+
+	// budgetKPI: each KPI's value (baseline excluded) at budget, once computed;
+	// lastTotals: the same for the plan totals last evaluated.
+	budgetKPI, lastTotals []float64
 }
 
 type row struct {
@@ -218,7 +222,10 @@ func compile(pm *Prepared, req *Request) (*problem, FieldErrors) {
 
 	// Budget: the current allocation.
 	// In channel order, so that the sum is the same bits on every run.
-	p.budget = make([]float64, n)
+	// One allocation backs the budget, the boxes and the objective weights.
+	nk := len(p.kpiNames)
+	vals := make([]float64, 3*n+nk)
+	p.budget = vals[:n:n]
 	budgetSum, matched := 0.0, 0
 	for i, name := range p.names {
 		v, ok := req.Budget[name]
@@ -285,21 +292,33 @@ func compile(pm *Prepared, req *Request) (*problem, FieldErrors) {
 	exactTotal := p.tlo == p.thi
 
 	// Channel boxes, remembering which constraint set each side.
-	p.lo, p.hi = make([]float64, n), make([]float64, n)
-	p.loSrc, p.hiSrc = make([][]string, n), make([][]string, n)
+	p.lo, p.hi = vals[n:2*n:2*n], vals[2*n:3*n:3*n]
+	srcs := make([][]string, 2*n)
+	p.loSrc, p.hiSrc = srcs[:n:n], srcs[n:]
 	for i := range p.hi {
 		p.hi[i] = math.Inf(1)
 	}
+	// One-label lists come out of one backing array, each capped at its length so that
+	// appending a second label copies it out.
+	labels := make([]string, 0, 2*n)
+	one := func(src string) []string {
+		if len(labels) == cap(labels) {
+			return []string{src}
+		}
+		labels = append(labels, src)
+		k := len(labels)
+		return labels[k-1 : k : k]
+	}
 	raiseLo := func(i int, v float64, src string) {
 		if v > p.lo[i] {
-			p.lo[i], p.loSrc[i] = v, []string{src}
+			p.lo[i], p.loSrc[i] = v, one(src)
 		} else if v == p.lo[i] && v > 0 {
 			p.loSrc[i] = append(p.loSrc[i], src)
 		}
 	}
 	lowerHi := func(i int, v float64, src string) {
 		if v < p.hi[i] {
-			p.hi[i], p.hiSrc[i] = v, []string{src}
+			p.hi[i], p.hiSrc[i] = v, one(src)
 		} else if v == p.hi[i] {
 			p.hiSrc[i] = append(p.hiSrc[i], src)
 		}
@@ -522,7 +541,7 @@ func compile(pm *Prepared, req *Request) (*problem, FieldErrors) {
 	}
 
 	// Objective.
-	p.w = make([]float64, len(p.kpiNames))
+	p.w = vals[3*n:]
 	notFor := func(field string, used bool, types string) {
 		if used {
 			add("objective."+field, "not used by objective %s (only by %s)", obj.Type, types)

@@ -72,6 +72,7 @@ func (pm *Prepared) Solve(req *Request) (res Result) {
 	}
 	res.Objective = objType
 	res.Current = p.totals(p.budget) // the current plan's totals are enough next to the new plan
+	p.budgetKPI = p.lastTotals      // kept: the budget's objective is the same sum for max_kpi
 
 	if msg := s.infeasibleLinear(); msg != "" {
 		res.Status = StatusInfeasible
@@ -158,7 +159,7 @@ func (s *session) core(p *problem) outcome {
 	out := solveCore(p, s.gap, budget)
 	if out.x != nil && p.feasible(p.budget, 1e-12) {
 		// Never answer worse than the plan already running.
-		if v := p.objective(p.budget); v > out.value {
+		if v := p.budgetObjective(); v > out.value {
 			out.x, out.value = append([]float64(nil), p.budget...), v
 		}
 	}
@@ -473,14 +474,38 @@ func (s *session) atBound(i int, x float64) string {
 	return ""
 }
 
-// totals computes a plan's spend and KPIs, without the per-channel detail.
+// totals computes a plan's spend and KPIs, without the per-channel detail. The KPI
+// values (baselines excluded) are left in p.lastTotals.
 func (p *problem) totals(x []float64) *Evaluation {
 	ev := &Evaluation{Expected: make(map[string]float64, len(p.kpiNames))}
+	p.lastTotals = make([]float64, len(p.kpiNames))
 	for k, name := range p.kpiNames {
-		ev.Expected[name] = p.baseline[k] + p.kpiValue(k, x)
+		p.lastTotals[k] = p.kpiValue(k, x)
+		ev.Expected[name] = p.baseline[k] + p.lastTotals[k]
 	}
 	ev.TotalSpend = sum(x)
 	return ev
+}
+
+// budgetObjective is p.objective(p.budget). When the objective is one KPI's response
+// with no price on spend, that is the KPI's value computed for the current plan's totals
+// (the same terms summed in the same order: the same bits).
+func (p *problem) budgetObjective() float64 {
+	if p.budgetKPI != nil && p.cost == 0 {
+		unit := -1
+		for k, w := range p.w {
+			switch {
+			case w == 1 && unit == -1:
+				unit = k
+			case w != 0:
+				unit = -2
+			}
+		}
+		if unit >= 0 {
+			return p.budgetKPI[unit]
+		}
+	}
+	return p.objective(p.budget)
 }
 
 // evaluate computes a plan's spend and KPIs, and each channel's response, ROI and
