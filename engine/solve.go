@@ -72,7 +72,7 @@ func (pm *Prepared) Solve(req *Request) (res Result) {
 	}
 	res.Objective = objType
 	res.Current = p.totals(p.budget) // the current plan's totals are enough next to the new plan
-	p.budgetKPI = p.lastTotals      // kept: the budget's objective is the same sum for max_kpi
+	p.budgetKPI = p.lastTotals       // kept: the budget's objective is the same sum for max_kpi
 
 	if msg := s.infeasibleLinear(); msg != "" {
 		res.Status = StatusInfeasible
