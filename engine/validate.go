@@ -99,6 +99,18 @@ var curveParams = map[string][]string{
 	"piecewise":   {"points"},
 }
 
+// paramNames are the curve parameters' JSON names, sorted.
+var paramNames = [...]string{"alpha", "beta", "k", "kappa", "points", "x0"}
+
+func paramIndex(name string) int {
+	for j, p := range paramNames {
+		if p == name {
+			return j
+		}
+	}
+	panic("engine: unknown curve parameter " + name)
+}
+
 func validateCurve(path string, c *Curve) FieldErrors {
 	var errs FieldErrors
 	add := func(field, format string, args ...any) {
@@ -114,19 +126,18 @@ func validateCurve(path string, c *Curve) FieldErrors {
 		}
 		return errs
 	}
-	given := map[string]bool{
-		"beta": c.Beta != nil, "alpha": c.Alpha != nil, "kappa": c.Kappa != nil,
-		"k": c.K != nil, "x0": c.X0 != nil, "points": c.Points != nil,
-	}
-	wanted := map[string]bool{}
+	// Indexed by paramNames (in name order, the order extra parameters are reported in).
+	given := [len(paramNames)]bool{c.Alpha != nil, c.Beta != nil, c.K != nil, c.Kappa != nil, c.Points != nil, c.X0 != nil}
+	var wanted [len(paramNames)]bool
 	for _, p := range want {
-		wanted[p] = true
-		if !given[p] {
+		j := paramIndex(p)
+		wanted[j] = true
+		if !given[j] {
 			add(p, "missing (a %s curve takes %v)", c.Type, want)
 		}
 	}
-	for _, p := range sortedKeys(given) {
-		if given[p] && !wanted[p] {
+	for j, p := range paramNames {
+		if given[j] && !wanted[j] {
 			add(p, "not a parameter of a %s curve (it takes %v)", c.Type, want)
 		}
 	}
