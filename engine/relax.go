@@ -142,7 +142,9 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 		}
 		xl, d2 := e.argmaxD2(l, false, hint)
 		xh := xl
-		if e.hx != nil || e.z > e.a || e.t.kind == kindLinear || e.t.kind == kindPower && e.t.alpha == 1 {
+		// The maximisers form an interval only on a linear piece of slope l: for a bridge,
+		// only at its slope (elsewhere argmax's two ends take the same path to the same bits).
+		if e.hx != nil || (e.z > e.a && l == e.m) || e.t.kind == kindLinear || e.t.kind == kindPower && e.t.alpha == 1 {
 			xh = e.argmax(l, true, hint)
 		}
 		// d2 is known (non-zero) only where xl is a smooth interior maximiser
