@@ -19,7 +19,10 @@ type relax struct {
 	// lamHint is a price to start the search from (a parent node's answer), and lam the
 	// price this relaxation settled on.
 	lamHint, lam float64
-	root         bool // the whole problem's box (not a node of the search)
+	// uxs, ud2: during a price search, each channel's unclamped maximiser at the last
+	// price and G″ there (0: none), as chanArgmax finds them
+	uxs, ud2 []float64
+	root     bool // the whole problem's box (not a node of the search)
 }
 
 // child is the relaxation on a box that differs from r's in the channels listed: their
@@ -140,7 +143,10 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 				hint = pred
 			}
 		}
-		xl, d2 := e.argmaxD2(l, false, hint)
+		xl, d2, xu, d2u := e.argmaxD2(l, false, hint)
+		if r.uxs != nil { // the price search's model of each channel
+			r.uxs[i], r.ud2[i] = xu, coef[single]*d2u
+		}
 		xh := xl
 		// The maximisers form an interval only on a linear piece of slope l: for a bridge,
 		// only at its slope (elsewhere argmax's two ends take the same path to the same bits).
@@ -202,12 +208,14 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		return nil, math.Inf(-1), 0, false
 	}
 	c := p.cost
-	scratch := make([]float64, 5*n)
+	scratch := make([]float64, 7*n)
+	r.uxs, r.ud2 = scratch[5*n:6*n:6*n], scratch[6*n:]
+	defer func() { r.uxs, r.ud2 = nil, nil }()
 	xl, xh := scratch[:n:n], scratch[n:2*n:2*n]
 	xa, xb := scratch[2*n:3*n:3*n], scratch[3*n:4*n:4*n]
 	// xbl: the low maximisers at lb (xb holds the high ones); aEval, bEval: la, lb were
 	// evaluated, so that xa, xbl are the maximisers settle would compute there.
-	xbl := scratch[4*n:]
+	xbl := scratch[4*n : 5*n : 5*n]
 	aEval, bEval := false, false
 
 	// eval fills xl/xh at price lam and returns their sums, Σ(G_i − lam·x_i) at xl, and
@@ -217,6 +225,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	eval := func(lam float64) (sl, sh, val, dS float64) {
 		evals++
 		for i := 0; i < n; i++ {
+			r.ud2[i] = 0 // unless chanArgmax knows better
 			l, h := r.chanArgmax(i, coef, lam)
 			xl[i], xh[i] = l, h
 			sl += l
@@ -348,6 +357,13 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 				// Newton on log S against log λ: power-law responses make S(λ) a
 				// straight line there, and saturating ones nearly so.
 				next = last * math.Exp(-sl*math.Log(sl/target)/(last*dS))
+				if math.Abs(sl-target) > 1e-3*target {
+					// far from the answer, channels entering or leaving their boxes
+					// matter: let the channels' own model refine the step
+					if m := r.modelPrice(last, sl, target, xl, la, lb); m > la && m < lb {
+						next = m
+					}
+				}
 			} else {
 				next = last - (sl-target)/dS
 			}
@@ -403,6 +419,96 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		ub = r.settle(coef, lam)
 	}
 	return x, ub, evals, true
+}
+
+// modelPrice is a Newton step of the price search that sees channels enter and leave
+// their boxes. From the last evaluation at lam (spend sl), each channel with a smooth
+// stationary point xu_i moves as a power of the price, x_i(λ) ≈ xu_i·(λ/lam)^(−k_i) with
+// k_i = −lam/(xu_i·G″_i(xu_i)) its elasticity there, clamped to its box; the others stay
+// at xl_i. Plain Newton counts only the channels inside their boxes and overshoots when
+// the step takes some in or out; Newton's method on the log of the model's total, kept
+// inside the bracket (la, lb), finds the price at which the model spends the target. It
+// returns NaN where the model has nothing to add.
+func (r *relax) modelPrice(lam, sl, target float64, xl []float64, la, lb float64) float64 {
+	n := len(xl)
+	fixed, modelled := 0.0, 0
+	for i := 0; i < n; i++ {
+		if r.ud2[i] < 0 && r.uxs[i] > 0 && r.hi[i] > r.lo[i] {
+			modelled++
+		} else {
+			fixed += xl[i]
+		}
+	}
+	if modelled == 0 {
+		return math.NaN()
+	}
+	// t = ln(λ/lam), inside the bracket
+	ta, tb := math.Inf(-1), math.Inf(1)
+	if la > 0 {
+		ta = math.Log(la / lam)
+	}
+	if !math.IsInf(lb, 1) {
+		tb = math.Log(lb / lam)
+	}
+	t := 0.0
+	s, ds := sl, 0.0
+	for i := 0; i < n; i++ {
+		if r.ud2[i] < 0 && r.uxs[i] > 0 && r.hi[i] > r.lo[i] && xl[i] > r.lo[i] && xl[i] < r.hi[i] {
+			ds += lam / r.ud2[i] // dx_i/dt = −k_i·x_i = lam/G″_i
+		}
+	}
+	for it := 0; it < 8; it++ {
+		if s > target {
+			ta = math.Max(ta, t)
+		} else {
+			tb = math.Min(tb, t)
+		}
+		g := math.Log(s / target)
+		if math.Abs(g) <= 1e-4 {
+			break
+		}
+		next := math.NaN()
+		if ds < 0 {
+			next = t - g*s/ds
+		}
+		if !(next > ta && next < tb) {
+			switch {
+			case math.IsInf(tb, 1):
+				next = ta + 1
+			case math.IsInf(ta, -1):
+				next = tb - 1
+			default:
+				next = ta + (tb-ta)/2
+			}
+		}
+		if !(next > ta && next < tb) || next == t {
+			break
+		}
+		t = next
+		s, ds = fixed, 0
+		for i := 0; i < n; i++ {
+			d2 := r.ud2[i]
+			if !(d2 < 0 && r.uxs[i] > 0 && r.hi[i] > r.lo[i]) {
+				continue
+			}
+			xu := r.uxs[i]
+			k := -lam / (xu * d2)
+			x := xu * math.Exp(-k*t)
+			switch {
+			case x <= r.lo[i]:
+				x = r.lo[i]
+			case x >= r.hi[i]:
+				x = r.hi[i]
+			default:
+				ds -= k * x
+			}
+			s += x
+		}
+		if !(s > 0) {
+			break
+		}
+	}
+	return lam * math.Exp(t)
 }
 
 // tangentStep finishes the price search without another evaluation once the spend sl at
