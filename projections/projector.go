@@ -50,7 +50,8 @@ type Projector struct {
 	caughtUp  atomic.Bool
 
 	mu       sync.Mutex
-	applied  map[string]map[int]int64 // checkpoint of the last Apply
+	started  time.Time                // first Step
+	applied  map[string]map[int]int64 // the store's checkpoint: read by Step, then each Apply's
 	newest   map[string]time.Time     // log time of the newest message applied, by topic
 	messages int64                    // messages covered by Applies since the start
 }
@@ -145,7 +146,8 @@ func (p *Projector) defaults() {
 // CaughtUp reports whether the projector has reached the end of the log once.
 func (p *Projector) CaughtUp() bool { return p.caughtUp.Load() }
 
-// Applied returns the checkpoint of the last successful Apply (nil before the first).
+// Applied returns the store's checkpoint as the projector last read or wrote it (nil
+// before its first Step).
 func (p *Projector) Applied() map[string]map[int]int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -168,6 +170,20 @@ func (p *Projector) Messages() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.messages
+}
+
+func (p *Projector) startedAt() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.started
+}
+
+func (p *Projector) topicList() []string {
+	t := p.Topics
+	if t == (processor.Topics{}) {
+		t = processor.DefaultTopics()
+	}
+	return []string{t.Models, t.Requests, t.Results, t.DeadLetters}
 }
 
 func (p *Projector) recordApply(b store.Batch, topic string, msgs int, newest time.Time) {
@@ -225,6 +241,12 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading checkpoint: %w", err)
 	}
+	p.mu.Lock()
+	p.applied = cp
+	if p.started.IsZero() {
+		p.started = time.Now()
+	}
+	p.mu.Unlock()
 	total := 0
 	for _, topic := range []string{p.Topics.Models, p.Topics.Requests, p.Topics.Results, p.Topics.DeadLetters} {
 		from := p.From.Position(topic)

@@ -102,6 +102,7 @@ func runProject(ctx context.Context, args []string, _ io.Reader, _, stderr io.Wr
 	proj := &projections.Projector{Log: o.log, Store: st, Topics: lc.topics, Logger: logger}
 	if *metricsAddr != "" {
 		reg := newMetricsRegistry()
+		reg.MustRegister(projections.NewLagCollector(proj))
 		srv, err := serveOps(*metricsAddr, reg, proj.CaughtUp)
 		if err != nil {
 			logger.Error().Err(err).Msg("cannot listen for metrics")

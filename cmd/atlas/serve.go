@@ -78,6 +78,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	proj := &projections.Projector{Log: o.log, Store: st, Topics: lc.topics, Logger: lc.logger(stderr, "projector")}
+	reg.MustRegister(projections.NewLagCollector(proj))
 
 	srv := api.New(api.Config{Log: o.log, Store: st, Live: natsResults{o.nc}, Topics: lc.topics, DefaultModel: *defModel,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Logger: lc.logger(stderr, "api"), OpenAPI: schemas.OpenAPI(),

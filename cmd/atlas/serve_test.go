@@ -165,6 +165,18 @@ func TestServeAPI(t *testing.T) {
 	if code, _ := call(t, doc, "GET", base, "/metrics", ""); code != 200 {
 		t.Fatalf("/metrics: %d", code)
 	}
+	// the projection lag gauges the dashboards read
+	if resp, err := http.Get(base + "/metrics"); err == nil {
+		text, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, name := range []string{`atlas_projection_lag{topic="atlas.results"}`, `atlas_projection_lag_seconds{topic="atlas.results"}`} {
+			if !strings.Contains(string(text), name) {
+				t.Errorf("/metrics has no %s", name)
+			}
+		}
+	} else {
+		t.Fatal(err)
+	}
 	// the result reaches the read model, with its audit trail
 	deadline := time.Now().Add(10 * time.Second)
 	for {
