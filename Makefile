@@ -7,7 +7,7 @@ DATE     := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.buildDate=$(DATE)
 FUZZTIME ?= 30s
 
-.PHONY: all build docker run test test-go test-bench services bench bench-go bench-compare bench-api bench-archive bench-deps fuzz vet clean
+.PHONY: all build docker run test test-go test-bench services bench bench-go bench-compare bench-api bench-archive bench-replay bench-deps fuzz vet clean
 
 all: build
 
@@ -52,13 +52,18 @@ bench-deps:
 
 # Figures for the README: Go benchmarks, then the engine against scipy's SLSQP on the
 # same generated problems, in one invocation.
-bench: bench-go bench-compare bench-api bench-archive
+bench: bench-go bench-compare bench-api bench-archive bench-replay
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./engine/
 
 bench-compare: bench-deps
 	$(GO) run ./bench/compare
+
+# atlas replay into the embedded store (JetStream log) and into ClickHouse (Kafka log),
+# each next to the raw read rate of the same log, in the same run (services: make services).
+bench-replay:
+	$(GO) run ./bench/replay -target both -n 50000
 
 # The query API from a second process: POST /optimize with wait, GET /results/{id} at
 # 1,000 requests/s.

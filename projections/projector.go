@@ -4,6 +4,7 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -247,6 +248,7 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 		p.started = time.Now()
 	}
 	p.mu.Unlock()
+	ap := &applier{p: p, gens: gens, gen: gen, done: make(chan error, 1)}
 	total := 0
 	for _, topic := range []string{p.Topics.Models, p.Topics.Requests, p.Topics.Results, p.Topics.DeadLetters} {
 		from := p.From.Position(topic)
@@ -267,19 +269,9 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 			if b.Rows() == 0 && len(b.Checkpoint[topic]) == 0 {
 				return nil
 			}
-			if err := p.Store.Apply(ctx, b); err != nil {
-				return fmt.Errorf("applying %d rows: %w", b.Rows(), err)
+			if err := ap.submit(ctx, b, topic, msgs, newest); err != nil {
+				return err
 			}
-			if gens != nil {
-				now, err := gens.Generation(ctx)
-				if err != nil {
-					return fmt.Errorf("reading the store's generation: %w", err)
-				}
-				if !now.Same(gen) {
-					return p.resetTo(ctx, now)
-				}
-			}
-			p.recordApply(b, topic, msgs, newest)
 			msgs = 0
 			cp = b.Checkpoint
 			b = p.newBatch(cp)
@@ -299,6 +291,12 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 			}
 			return nil
 		})
+		if err == nil && n > 0 {
+			err = flush()
+		}
+		if werr := ap.wait(); err == nil || errors.Is(werr, ErrSwitched) {
+			err = werr
+		}
 		if errors.Is(err, ErrSwitched) {
 			return total, err
 		}
@@ -308,14 +306,55 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 			}
 			return total, fmt.Errorf("reading %s: %w", topic, err)
 		}
-		if n > 0 {
-			if err := flush(); err != nil {
-				return total, err
-			}
-		}
 		total += n
 	}
 	return total, nil
+}
+
+// applier applies a Step's batches in order on a goroutine of its own, one at a time,
+// so that the next batch is read and built while the previous one is written.
+type applier struct {
+	p    *Projector
+	gens store.Generations // nil if the store records none
+	gen  store.Generation  // as the Step found it
+	done chan error        // the outcome of the batch in flight
+	busy bool
+}
+
+// submit waits for the batch in flight, then starts applying b.
+func (a *applier) submit(ctx context.Context, b store.Batch, topic string, msgs int, newest time.Time) error {
+	if err := a.wait(); err != nil {
+		return err
+	}
+	a.busy = true
+	go func() { a.done <- a.apply(ctx, b, topic, msgs, newest) }()
+	return nil
+}
+
+// wait returns the outcome of the batch in flight (nil if none).
+func (a *applier) wait() error {
+	if !a.busy {
+		return nil
+	}
+	a.busy = false
+	return <-a.done
+}
+
+func (a *applier) apply(ctx context.Context, b store.Batch, topic string, msgs int, newest time.Time) error {
+	if err := a.p.Store.Apply(ctx, b); err != nil {
+		return fmt.Errorf("applying %d rows: %w", b.Rows(), err)
+	}
+	if a.gens != nil {
+		now, err := a.gens.Generation(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the store's generation: %w", err)
+		}
+		if !now.Same(a.gen) {
+			return a.p.resetTo(ctx, now)
+		}
+	}
+	a.p.recordApply(b, topic, msgs, newest)
+	return nil
 }
 
 // resetTo sets the checkpoint to the one generation g was built to: every partition it
@@ -386,8 +425,8 @@ func (p *Projector) project(b *store.Batch, topic string, m streams.Message) {
 			Reason: reason, Time: m.Time, Raw: raw})
 		return
 	}
-	env, err := event.Decode(m.Value)
-	if err != nil && !(env.Type != "" && env.ID != "") {
+	env, ok := decode(m.Value)
+	if !ok {
 		// Not an event at all: the processor dead-letters these on the request topic; on
 		// other topics there is nothing to project.
 		return
@@ -425,7 +464,7 @@ func (p *Projector) project(b *store.Batch, topic string, m streams.Message) {
 		json.Unmarshal(env.Data, &r) //nolint:errcheck
 		audit.ModelID = r.ModelID
 	case event.OptimizationCompleted:
-		var res engine.Result
+		var res resultData
 		if json.Unmarshal(env.Data, &res) != nil {
 			return
 		}
@@ -454,6 +493,64 @@ func (p *Projector) project(b *store.Batch, topic string, m streams.Message) {
 		return
 	}
 	b.Audit = append(b.Audit, audit)
+}
+
+// decode reads an event to project. It checks what the processor checks on its hot
+// path (event.DecodeTrusted: the envelope's attributes, the subject naming the key)
+// plus a source and a subject; only what that refuses goes through full JSON Schema
+// validation (event.Decode), which costs more than the rest of a projection and serves
+// here only to tell an event whose data is invalid (still projected, as it is in the
+// log) from something that is not an event. The data is compacted, as Decode does, so
+// both paths store the same bytes.
+func decode(raw []byte) (event.Envelope, bool) {
+	if env, err := event.DecodeTrusted(raw); err == nil && env.Source != "" && env.Subject != "" {
+		if compact(env.Data) {
+			return env, true // what Atlas writes: no copy needed
+		}
+		var buf bytes.Buffer
+		buf.Grow(len(env.Data))
+		if json.Compact(&buf, env.Data) == nil {
+			env.Data = buf.Bytes()
+			return env, true
+		}
+	}
+	env, err := event.Decode(raw)
+	return env, err == nil || (env.Type != "" && env.ID != "")
+}
+
+// compact reports whether the JSON value b has no whitespace outside its strings (then
+// json.Compact would return it unchanged).
+func compact(b []byte) bool {
+	in, esc := false, false
+	for _, c := range b {
+		switch {
+		case esc:
+			esc = false
+		case in && c == '\\':
+			esc = true
+		case c == '"':
+			in = !in
+		case !in && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
+	return true
+}
+
+// resultData is what the projector reads of a result event's data (engine.Result
+// without the fields it does not store, which encoding/json then skips unallocated).
+type resultData struct {
+	RequestID    string                          `json:"request_id"`
+	ModelID      string                          `json:"model_id"`
+	ModelVersion int                             `json:"model_version"`
+	ModelHash    string                          `json:"model_hash"`
+	Status       string                          `json:"status"`
+	Objective    string                          `json:"objective"`
+	TotalSpend   float64                         `json:"total_spend"`
+	Expected     map[string]float64              `json:"expected"`
+	Channels     map[string]engine.ChannelResult `json:"channels"`
+	Certificate  *engine.Certificate             `json:"certificate"`
+	Messages     []string                        `json:"messages"`
 }
 
 func sortedChannels(m map[string]engine.ChannelResult) []string {

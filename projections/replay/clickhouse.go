@@ -21,10 +21,17 @@ type ClickHouse struct {
 	live *clickhouse.Store
 }
 
-// NewClickHouse returns the target for the live database of cfg.
+// NewClickHouse returns the target for the live database of cfg, creating it when
+// missing.
 func NewClickHouse(ctx context.Context, cfg clickhouse.Config) (*ClickHouse, error) {
 	live, err := clickhouse.Open(ctx, cfg)
 	if err != nil {
+		return nil, err
+	}
+	// The connection's database must exist for any query: create the live read models
+	// if this is the first use (as atlas project would).
+	if err := live.Migrate(ctx); err != nil {
+		live.Close()
 		return nil, err
 	}
 	return &ClickHouse{cfg: live.Config(), live: live}, nil
