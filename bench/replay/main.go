@@ -26,8 +26,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/atlas-mmm/atlas/projections/replay"
@@ -47,6 +49,9 @@ func main() {
 	batch := flag.Int("batch", 0, "rows per store write (default: atlas replay's, 5000 on SQLite, 50000 on ClickHouse)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the replays to FILE")
 	flag.Parse()
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400) // as the atlas binary does (cmd/atlas/main.go)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if *cpuprofile != "" {
@@ -58,8 +63,8 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	fmt.Printf("## Replay benchmark (%d requests, GOMAXPROCS %d, %s)\n\n", *n, runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
-	fmt.Println("| target | log | messages | raw read (msg/s) | replay (msg/s) | rows written | rows/s | replay / read |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| target | log | messages | raw read (msg/s) | replay (msg/s) | rows written | rows/s | replay / read | CPU µs/msg: read, replay |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	if *target == "sqlite" || *target == "both" {
 		if err := benchSQLite(ctx, *n, or(*batch, 5000)); err != nil {
 			fail(err)
@@ -70,6 +75,20 @@ func main() {
 			fail(err)
 		}
 	}
+}
+
+// cpuTime is the CPU time this process has used (user and system); the services'
+// own CPU (the broker, ClickHouse) is not in it.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func perMsg(d time.Duration, n int64) float64 {
+	return float64(d.Microseconds()) / float64(n)
 }
 
 func or(n, def int) int {
@@ -145,6 +164,7 @@ func run(ctx context.Context, target, logName string, l streams.Log, topics proc
 	fmt.Fprintf(os.Stderr, "  written in %v\n", time.Since(start).Round(time.Millisecond))
 
 	// 1. Raw read.
+	cpu0 := cpuTime()
 	start = time.Now()
 	var msgs int64
 	for _, t := range []string{topics.Models, topics.Requests, topics.Results, topics.DeadLetters} {
@@ -156,16 +176,19 @@ func run(ctx context.Context, target, logName string, l streams.Log, topics proc
 		}
 	}
 	read := time.Since(start)
+	readCPU := cpuTime() - cpu0
 	fmt.Fprintf(os.Stderr, "  raw read: %d messages in %v\n", msgs, read.Round(time.Millisecond))
 
 	// 2. Replay.
 	r := &replay.Replay{Log: l, Target: tg, Topics: topics, BatchRows: batch}
+	cpu0 = cpuTime()
 	start = time.Now()
 	g, err := r.Build(ctx, "bench", replay.Spec{}, replay.Spec{})
 	if err != nil {
 		return err
 	}
 	took := time.Since(start)
+	replayCPU := cpuTime() - cpu0
 	fmt.Fprintf(os.Stderr, "  replay: %d messages in %v\n", g.Messages, took.Round(time.Millisecond))
 	if g.Messages != msgs {
 		return fmt.Errorf("replayed %d messages, read %d", g.Messages, msgs)
@@ -176,7 +199,7 @@ func run(ctx context.Context, target, logName string, l streams.Log, topics proc
 	rows := int64(2*n) + int64(n) + int64(completed*len(replaytest.Channels)) + int64(n/500) + 4 + 4
 	readRate := float64(msgs) / read.Seconds()
 	rate := float64(g.Messages) / took.Seconds()
-	fmt.Printf("| %s | %s | %d | %.0f | %.0f | %d | %.0f | %.2f |\n", target, logName, msgs, readRate, rate, rows,
-		float64(rows)/took.Seconds(), rate/readRate)
+	fmt.Printf("| %s | %s | %d | %.0f | %.0f | %d | %.0f | %.2f | %.1f, %.1f |\n", target, logName, msgs, readRate, rate, rows,
+		float64(rows)/took.Seconds(), rate/readRate, perMsg(readCPU, msgs), perMsg(replayCPU, msgs))
 	return nil
 }

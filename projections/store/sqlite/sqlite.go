@@ -58,7 +58,7 @@ func Open(path string) (*Store, error) {
 		db.SetConnMaxIdleTime(0)
 		return &Store{w: db, r: db}, nil
 	}
-	w, err := sql.Open("sqlite", path+"?"+common+"&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")
+	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=page_size(16384)&_pragma=cache_size(-32768)&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
