@@ -410,7 +410,7 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 	}
 	// The deployment guide's panels, and the stream's own.
-	for _, want := range []string{"Request rate", "Solve duration p95", "Active optimizations", "Error rate", "Consumer lag", "Dead letters"} {
+	for _, want := range []string{"Request rate", "Solve duration p95", "Active optimizations", "Error rate", "Consumer lag", "Dead letters", "Projection lag"} {
 		if !titles[want] {
 			t.Errorf("no panel %q", want)
 		}
