@@ -83,6 +83,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./streams/archive/
 	$(GO) test -run '^$$' -fuzz '^FuzzMessage$$' -fuzztime $(FUZZTIME) ./streams/archive/
 	$(GO) test -run '^$$' -fuzz '^FuzzRawJSON$$' -fuzztime $(FUZZTIME) ./streams/archive/
+	$(GO) test -run '^$$' -fuzz '^FuzzRecorded$$' -fuzztime $(FUZZTIME) ./streams/audit/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeModel$$' -fuzztime $(FUZZTIME) ./engine/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./engine/
 	$(GO) test -run '^$$' -fuzz '^FuzzSolve$$' -fuzztime $(FUZZTIME) ./engine/

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/atlas-mmm/atlas/engine"
 	"github.com/atlas-mmm/atlas/streams/event"
@@ -79,7 +80,8 @@ func (p *scan) lit(s string) bool {
 	return false
 }
 
-// str reads a string without escapes.
+// str reads a string without escapes or control characters, in valid UTF-8: what
+// encoding/json reads as it is.
 func (p *scan) str(dst *string) bool {
 	if p.i >= len(p.b) || p.b[p.i] != '"' {
 		return false
@@ -89,8 +91,13 @@ func (p *scan) str(dst *string) bool {
 		return false
 	}
 	s := p.b[p.i+1 : p.i+1+j]
-	if bytes.IndexByte(s, '\\') >= 0 {
+	if bytes.IndexByte(s, '\\') >= 0 || !utf8.Valid(s) {
 		return false
+	}
+	for _, c := range s {
+		if c < 0x20 {
+			return false
+		}
 	}
 	*dst = string(s)
 	p.i += j + 2
