@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/rs/zerolog"
 
 	"github.com/atlas-mmm/atlas/projections"
 	"github.com/atlas-mmm/atlas/projections/store"
+	"github.com/atlas-mmm/atlas/projections/store/clickhouse"
 	"github.com/atlas-mmm/atlas/projections/store/sqlite"
 	"github.com/atlas-mmm/atlas/streams"
 	"github.com/atlas-mmm/atlas/streams/kafka"
@@ -42,12 +44,58 @@ func kafkaOrSkip(t *testing.T) string {
 // project runs a projector over l into a fresh SQLite store until it has caught up.
 func project(t *testing.T, l streams.Log, topics processor.Topics, path string) store.Store {
 	t.Helper()
-	ctx := context.Background()
 	st, err := sqlite.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	projectInto(t, l, topics, st)
+	return st
+}
+
+// clickhouseOrSkip returns the ClickHouse address, skipping (failing with
+// ATLAS_CLICKHOUSE_REQUIRED) when none answers.
+func clickhouseOrSkip(t *testing.T) string {
+	t.Helper()
+	addr := envString("ATLAS_CLICKHOUSE_ADDR", "127.0.0.1:19000")
+	conn, err := ch.Open(&ch.Options{Addr: []string{addr}, DialTimeout: 5 * time.Second})
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = conn.Ping(ctx)
+		cancel()
+		conn.Close()
+	}
+	if err != nil {
+		if os.Getenv("ATLAS_CLICKHOUSE_REQUIRED") != "" {
+			t.Fatalf("ClickHouse at %s is required: %v", addr, err)
+		}
+		t.Skipf("no ClickHouse at %s (deploy/local/clickhouse.sh start): %v", addr, err)
+	}
+	return addr
+}
+
+// projectClickHouse projects l into a fresh ClickHouse database, dropped after the test.
+func projectClickHouse(t *testing.T, l streams.Log, topics processor.Topics, addr string) store.Store {
+	t.Helper()
+	db := "atlas_archive_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	st, err := clickhouse.Open(context.Background(), clickhouse.Config{Addr: []string{addr}, Database: db, Username: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		st.Close()
+		if conn, err := ch.Open(&ch.Options{Addr: []string{addr}}); err == nil {
+			conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) //nolint:errcheck
+			conn.Close()
+		}
+	})
+	projectInto(t, l, topics, st)
+	return st
+}
+
+func projectInto(t *testing.T, l streams.Log, topics processor.Topics, st store.Store) {
+	t.Helper()
+	ctx := context.Background()
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +106,7 @@ func project(t *testing.T, l streams.Log, topics processor.Topics, path string) 
 			t.Fatal(err)
 		}
 		if n == 0 {
-			return st
+			return
 		}
 	}
 }
@@ -142,9 +190,9 @@ func dumpReadModels(t *testing.T, st store.Store, topics processor.Topics) readM
 	return rm
 }
 
-// Export from the embedded JetStream log, import into Kafka, project both: the read
-// models come out identical (see readModels for what "identical" leaves out), and the
-// Kafka copy audits clean.
+// Export from the embedded JetStream log, import into Kafka, project both, into SQLite
+// and into ClickHouse: the read models come out identical (see readModels for what
+// "identical" leaves out), and the Kafka copy audits clean.
 func TestExportJetStreamImportKafka(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real Kafka")
@@ -153,11 +201,13 @@ func TestExportJetStreamImportKafka(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	jsTopics := processor.DefaultTopics()
+	chAddr := clickhouseOrSkip(t)
 	js := openDir(t, data)
 	n := history(t, js, jsTopics, 120)
 	want := dumpReadModels(t, project(t, js, jsTopics, filepath.Join(dir, "js.db")), jsTopics)
+	wantCH := dumpReadModels(t, projectClickHouse(t, js, jsTopics, chAddr), jsTopics)
 	js.Close()
-	if len(want.Results) != n || len(want.DeadLetters) != 1 || len(want.Models) != 2 {
+	if len(want.Results) != n || len(want.DeadLetters) != 1 || len(want.Models) != 2 || len(wantCH.Results) != n || len(wantCH.Audit) != n {
 		t.Fatalf("source read models: %d results, %d dead letters, %d models", len(want.Results), len(want.DeadLetters), len(want.Models))
 	}
 
@@ -186,7 +236,9 @@ func TestExportJetStreamImportKafka(t *testing.T) {
 		}
 	}
 	got := dumpReadModels(t, project(t, kl, kTopics, filepath.Join(dir, "kafka.db")), kTopics)
-	compareReadModels(t, got, want)
+	compareReadModels(t, "SQLite", got, want)
+	gotCH := dumpReadModels(t, projectClickHouse(t, kl, kTopics, chAddr), kTopics)
+	compareReadModels(t, "ClickHouse", gotCH, wantCH)
 
 	// The copy audits clean, and a second import is refused.
 	if code, out, errs := run(t, "", append([]string{"audit"}, flags...)...); code != 0 {
@@ -198,13 +250,13 @@ func TestExportJetStreamImportKafka(t *testing.T) {
 	}
 }
 
-func compareReadModels(t *testing.T, got, want readModels) {
+func compareReadModels(t *testing.T, kind string, got, want readModels) {
 	t.Helper()
 	g, w := reflect.ValueOf(got), reflect.ValueOf(want)
 	for i := range g.NumField() {
 		name := g.Type().Field(i).Name
 		if !reflect.DeepEqual(g.Field(i).Interface(), w.Field(i).Interface()) {
-			t.Errorf("read model %s differs:\n got %s\nwant %s", name, abbrevDump(g.Field(i).Interface()), abbrevDump(w.Field(i).Interface()))
+			t.Errorf("%s read model %s differs:\n got %s\nwant %s", kind, name, abbrevDump(g.Field(i).Interface()), abbrevDump(w.Field(i).Interface()))
 		}
 	}
 }
