@@ -49,15 +49,23 @@ func Export(ctx context.Context, l streams.Log, topics []Topic, w io.Writer, opt
 			h.Range += "; others until " + opt.Until.UTC().Format(time.RFC3339Nano)
 		}
 	}
+	// The end of each topic is taken first, results before dead letters before models
+	// before requests, and each topic is read up to it: on a log that is still being
+	// written, every result's request and model version (appended before the result)
+	// are then in the archive too; a request without its result is merely in flight,
+	// and a processor on the imported copy answers it.
 	topics = slices.Clone(topics)
-	slices.SortStableFunc(topics, func(a, b Topic) int { return roleOrder(a.Role) - roleOrder(b.Role) })
+	slices.SortStableFunc(topics, func(a, b Topic) int { return snapshotOrder(a.Role) - snapshotOrder(b.Role) })
+	ends := map[string]map[int]int64{}
 	for i, t := range topics {
-		ends, err := l.EndOffsets(ctx, t.Name)
+		e, err := l.EndOffsets(ctx, t.Name)
 		if err != nil {
 			return Stats{}, fmt.Errorf("export: topic %q: %w", t.Name, err)
 		}
-		topics[i].Partitions = len(ends)
+		topics[i].Partitions = len(e)
+		ends[t.Name] = e
 	}
+	slices.SortStableFunc(topics, func(a, b Topic) int { return roleOrder(a.Role) - roleOrder(b.Role) })
 	h.Topics = topics
 	aw, err := NewWriter(w, h)
 	if err != nil {
@@ -66,9 +74,12 @@ func Export(ctx context.Context, l streams.Log, topics []Topic, w io.Writer, opt
 	st := Stats{Topics: map[string]int64{}}
 	enc := newEncoder(aw)
 	for _, t := range topics {
-		var from, to streams.Position
+		from, to := streams.Position{}, streams.Position{Offsets: ends[t.Name]}
 		if t.Role != RoleModels {
-			from.Time, to.Time = opt.Since, opt.Until
+			from.Time = opt.Since
+			if !opt.Until.IsZero() {
+				to = streams.Position{Time: opt.Until}
+			}
 		}
 		err := l.Read(ctx, t.Name, from, to, func(m streams.Message) error {
 			m.Topic = t.Name
@@ -181,6 +192,21 @@ func (e *encoder) close() error {
 
 const progressEvery = 4096
 
+// snapshotOrder is the order in which Export takes the topics' ends: see Export.
+func snapshotOrder(role string) int {
+	switch role {
+	case RoleResults:
+		return 0
+	case RoleDeadLetter:
+		return 1
+	case RoleModels:
+		return 2
+	}
+	return 3
+}
+
+// roleOrder is the order of the topics in an archive: models, requests, results, dead
+// letters, for people reading it.
 func roleOrder(role string) int {
 	switch role {
 	case RoleModels:
