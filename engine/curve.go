@@ -488,6 +488,15 @@ func pow(x, y float64) float64 {
 	return math.Ldexp(a1, ae)
 }
 
+// vd1 returns val(x) and d1(x), sharing a Hill curve's power like vd12.
+func (t *term) vd1(x float64) (v, g1 float64) {
+	if t.kind != kindHill || !(t.s*x > 0) {
+		return t.val(x), t.d1(x)
+	}
+	v, g1, _ = t.vd12(x)
+	return v, g1
+}
+
 // vd12 returns val(x), d1(x) and d2(x). For Hill curves the three share one power, with
 // the same expressions and so the same bits as val, d1 and d2 called apart.
 func (t *term) vd12(x float64) (v, g1, g2 float64) {

@@ -517,7 +517,7 @@ func (p *problem) evaluate(x []float64, s *session) *Evaluation {
 	resp, d1s := ratios[2*len(x):3*len(x)], ratios[3*len(x):]
 	for i := range x {
 		if t := p.terms[i][0]; t != nil {
-			resp[i], d1s[i], _ = t.vd12(x[i]) // one power for Hill curves
+			resp[i], d1s[i] = t.vd1(x[i]) // one power for Hill curves
 		}
 	}
 	for k, name := range p.kpiNames {
