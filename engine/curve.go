@@ -279,78 +279,87 @@ func (t *term) sup() float64 {
 // there. hint is a previous answer used to start the iteration (0 for none). Linear and
 // piecewise curves are handled by their callers.
 func (t *term) invD1(lam, hint float64) float64 {
-	x, _ := t.invD1d2(lam, hint)
+	x, _, _ := t.invD1d2(lam, hint)
 	return x
 }
 
-// invD1d2 is invD1 that also returns the second derivative d2(x) at the answer, from
-// the slope lam it has there (0 when the answer is not an interior solution: +Inf, infl).
-func (t *term) invD1d2(lam, hint float64) (float64, float64) {
+// invD1d2 is invD1 that also returns the second and third derivatives d2(x), d3(x) at
+// the answer, from the slope lam it has there (0 when the answer is not an interior
+// solution: +Inf, infl).
+func (t *term) invD1d2(lam, hint float64) (float64, float64, float64) {
 	if t.beta == 0 {
-		return t.infl, 0
+		return t.infl, 0, 0
 	}
 	if lam <= 0 {
-		return math.Inf(1), 0
+		return math.Inf(1), 0, 0
 	}
-	m := lam / t.s   // slope wanted in curve units
-	var y, g float64 // g: f''(y) in curve units
+	m := lam / t.s       // slope wanted in curve units
+	var y, g, g3 float64 // g, g3: the second and third derivatives at y, in curve units
 	switch t.kind {
 	case kindSaturation:
 		y = math.Sqrt(t.beta*t.kappa/m) - t.kappa
 		g = -2 * m / (y + t.kappa)
+		g3 = -3 * g / (y + t.kappa)
 	case kindExponential:
 		y = t.kappa * math.Log(t.beta/(t.kappa*m))
 		g = -m / t.kappa
+		g3 = -g / t.kappa
 	case kindLog:
 		y = t.beta/m - t.kappa
 		g = -m / (t.kappa + y)
+		g3 = -2 * g / (t.kappa + y)
 	case kindPower: // α < 1 here: convex powers never get this far
 		if t.alpha == 1 {
 			if m < t.beta {
-				return math.Inf(1), 0
+				return math.Inf(1), 0, 0
 			}
-			return 0, 0
+			return 0, 0, 0
 		}
 		y = pow(m/(t.alpha*t.beta), 1/(t.alpha-1))
 		g = (t.alpha - 1) * m / y
+		g3 = (t.alpha - 2) * g / y
 	case kindLogistic:
 		c := m / (t.beta * t.k)
 		if c >= 0.25 {
-			return t.infl, 0
+			return t.infl, 0, 0
 		}
 		sq := math.Sqrt(1 - 4*c)
 		hi := (1 + sq) / 2     // σ on the concave branch
 		lo := 2 * c / (1 + sq) // 1−σ, without cancellation
 		y = t.x0 + (math.Log(hi)-math.Log(lo))/t.k
 		g = m * t.k * (lo - hi)
+		g3 = m * t.k * t.k * (1 - 6*hi*lo)
 	case kindHill:
-		var dl float64
-		y, dl = t.hillInvD1(m, hint*t.s)
-		g = m * dl / y
+		var d1, d2 float64
+		y, d1, d2 = t.hillInvD1(m, hint*t.s)
+		g = m * d1 / y
+		g3 = m * (d1*d1 + d2 - d1) / (y * y)
 	default:
-		return t.infl, 0
+		return t.infl, 0, 0
 	}
 	x := y / t.s
 	if !(x > t.infl) { // also catches NaN
-		return t.infl, 0
+		return t.infl, 0, 0
 	}
 	if !(g < 0) || math.IsInf(x, 1) {
-		g = 0
+		return x, 0, 0
 	}
-	return x, t.s * t.s * g
+	return x, t.s * t.s * g, t.s * t.s * t.s * g3
 }
 
 // hillInvD1 solves f'(y) = m on the concave part of a Hill curve. With u = ln(y/κ) the
 // equation is φ(u) = (α−1)u − 2·softplus(αu) − ln(mκ/(βα)) = 0, and φ is concave and
 // decreasing past the inflection, so Halley's iteration (cubic convergence; φ's second
 // derivative comes from the same exponential as φ) kept inside a shrinking bracket
-// converges quickly and surely. It also returns φ′(u) = d ln f′/d ln y at the answer, from
-// which the caller gets the curve's second derivative m·φ′(u)/y without another power.
-func (t *term) hillInvD1(m, hintY float64) (float64, float64) {
+// converges quickly and surely. It also returns φ′(u) = d ln f′/d ln y and φ″(u) at the
+// answer, from which the caller gets the curve's second and
+// third derivatives, m·φ′/y and m·(φ′² + φ″ − φ′)/y², without another power.
+func (t *term) hillInvD1(m, hintY float64) (float64, float64, float64) {
 	a := t.alpha
 	if a == 1 { // β·y/(y+κ): f'(y) = βκ/(y+κ)²
 		y := math.Sqrt(t.beta*t.kappa/m) - t.kappa
-		return y, -2 * y / (y + t.kappa)
+		w := y / (y + t.kappa) // φ′ = −2w, φ″ = −2w(1−w)
+		return y, -2 * w, -2 * w * t.kappa / (y + t.kappa)
 	}
 	target := math.Log(m * t.kappa / (t.beta * a))
 	phi3 := func(u float64) (float64, float64, float64) {
@@ -370,7 +379,7 @@ func (t *term) hillInvD1(m, hintY float64) (float64, float64) {
 	if a > 1 {
 		lo = math.Log((a-1)/(a+1)) / a
 		if f, _, _ := phi3(lo); f <= 0 {
-			return t.infl * t.s, 0
+			return t.infl * t.s, 0, 0
 		}
 	}
 	hi := math.Inf(1)
@@ -394,10 +403,10 @@ func (t *term) hillInvD1(m, hintY float64) (float64, float64) {
 	// taken and the iteration stops.
 	const tol = 1e-16
 	k3 := a * a * a * (math.Sqrt(3) / 54)
-	df := 0.0
+	df, ddf, du := 0.0, 0.0, 0.0 // φ′, φ″ at the last iterate, and the step taken from it
 	for i := 0; i < 100; i++ {
 		f, d1, d2f := phi3(u)
-		df = d1
+		df, ddf, du = d1, d2f, 0
 		if f > 0 {
 			lo = u
 		} else {
@@ -423,6 +432,7 @@ func (t *term) hillInvD1(m, hintY float64) (float64, float64) {
 		}
 		d, ad := math.Abs(next-u), math.Abs(df)
 		k := a * a / (4 * ad)
+		du = next - u
 		if (halley && k*d <= 1e-3 && (k*k+k3/ad)*d*d*d <= tol*math.Max(1, math.Abs(next))) ||
 			d <= 2e-16*math.Max(1, math.Abs(u)) || next == lo || next == hi {
 			u = next
@@ -430,7 +440,9 @@ func (t *term) hillInvD1(m, hintY float64) (float64, float64) {
 		}
 		u = next
 	}
-	return t.kappa * math.Exp(u), df
+	// φ′ carried over the last step to first order (its error, ~φ‴·du²/2, is far below
+	// what its callers need); φ″ is kept from the last iterate.
+	return t.kappa * math.Exp(u), df + ddf*du, ddf
 }
 
 func softplus(v float64) float64 {

@@ -158,49 +158,49 @@ func (e *envelope) gap(x float64) float64 {
 // interval (lam equal to a linear piece's slope) high chooses its right end, otherwise
 // its left end. hint is a previous answer for the same term (0 for none).
 func (e *envelope) argmax(lam float64, high bool, hint float64) float64 {
-	x, _, _, _ := e.argmaxD2(lam, high, hint)
+	x, _, _, _, _ := e.argmaxD2(lam, high, hint)
 	return x
 }
 
-// argmaxD2 is argmax that also returns d2 at the maximiser when it lies strictly inside
-// the box on the curve's smooth concave part, and 0 otherwise; and, where the maximiser
+// argmaxD2 is argmax that also returns d2 and d3 at the maximiser when it lies strictly
+// inside the box on the curve's smooth concave part, and 0 otherwise; and, where the maximiser
 // is the curve's own stationary point clamped to the box, that point unclamped and d2
 // there (xu, d2u; d2u = 0 where there is none).
-func (e *envelope) argmaxD2(lam float64, high bool, hint float64) (x, d2, xu, d2u float64) {
+func (e *envelope) argmaxD2(lam float64, high bool, hint float64) (x, d2, d3, xu, d2u float64) {
 	if e.b <= e.a {
-		return e.a, 0, 0, 0
+		return e.a, 0, 0, 0, 0
 	}
 	if e.hx != nil {
 		for j := 0; j+1 < len(e.hx); j++ {
 			if e.hs[j] < lam || (e.hs[j] == lam && !high) {
-				return e.hx[j], 0, 0, 0
+				return e.hx[j], 0, 0, 0, 0
 			}
 		}
-		return e.hx[len(e.hx)-1], 0, 0, 0
+		return e.hx[len(e.hx)-1], 0, 0, 0, 0
 	}
 	if e.z > e.a {
 		if lam > e.m || (lam == e.m && !high) {
-			return e.a, 0, 0, 0
+			return e.a, 0, 0, 0, 0
 		}
 		if e.z >= e.b {
-			return e.b, 0, 0, 0
+			return e.b, 0, 0, 0, 0
 		}
 	}
 	if e.t.kind == kindLinear || (e.t.kind == kindPower && e.t.alpha == 1) {
 		slope := e.t.d1(e.a)
 		if lam < slope || (lam == slope && high) {
-			return e.b, 0, 0, 0
+			return e.b, 0, 0, 0, 0
 		}
-		return e.a, 0, 0, 0
+		return e.a, 0, 0, 0, 0
 	}
-	x, d2 = e.t.invD1d2(lam, hint)
+	x, d2, d3 = e.t.invD1d2(lam, hint)
 	if d2 < 0 && x > e.z {
 		xu, d2u = x, d2
 	}
 	if x > e.z && x < e.b {
-		return x, d2, xu, d2u
+		return x, d2, d3, xu, d2u
 	}
-	return clamp(x, e.z, e.b), 0, xu, d2u
+	return clamp(x, e.z, e.b), 0, 0, xu, d2u
 }
 
 func clamp(x, lo, hi float64) float64 {

@@ -16,6 +16,7 @@ type relax struct {
 	hint   []float64    // last argmax per channel, to warm-start inverse slopes
 	// the price of that argmax and the channel's second derivative there (0: unknown)
 	hintLam, hintD2 []float64
+	hintD3          []float64 // G‴ where chanArgmax set hintD2 in this price search's last evaluation (NaN: unknown)
 	// lamHint is a price to start the search from (a parent node's answer), and lam the
 	// price this relaxation settled on.
 	lamHint, lam float64
@@ -72,8 +73,8 @@ func newRelax(p *problem, lo, hi []float64) *relax {
 
 // allocHints makes the warm-start slices, zeroed, in one allocation.
 func (r *relax) allocHints(n int) {
-	h := make([]float64, 3*n)
-	r.hint, r.hintLam, r.hintD2 = h[:n:n], h[n:2*n:2*n], h[2*n:]
+	h := make([]float64, 4*n)
+	r.hint, r.hintLam, r.hintD2, r.hintD3 = h[:n:n], h[n:2*n:2*n], h[2*n:3*n:3*n], h[3*n:]
 }
 
 // chanVal is G_i(x) = Σ_k coef_k·env_ik(x).
@@ -143,7 +144,7 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 				hint = pred
 			}
 		}
-		xl, d2, xu, d2u := e.argmaxD2(l, false, hint)
+		xl, d2, d3, xu, d2u := e.argmaxD2(l, false, hint)
 		if r.uxs != nil { // the price search's model of each channel
 			r.uxs[i], r.ud2[i] = xu, coef[single]*d2u
 		}
@@ -155,6 +156,9 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 		}
 		// d2 is known (non-zero) only where xl is a smooth interior maximiser
 		r.hint[i], r.hintLam[i], r.hintD2[i] = xl, lam, coef[single]*d2
+		if d2 != 0 {
+			r.hintD3[i] = coef[single] * d3
+		}
 		return xl, xh
 	}
 	// Several terms: G_i' is non-increasing, so bisect for where it crosses lam.
@@ -225,7 +229,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	eval := func(lam float64) (sl, sh, val, dS float64) {
 		evals++
 		for i := 0; i < n; i++ {
-			r.ud2[i] = 0 // unless chanArgmax knows better
+			r.ud2[i], r.hintD3[i] = 0, math.NaN() // unless chanArgmax knows better
 			l, h := r.chanArgmax(i, coef, lam)
 			xl[i], xh[i] = l, h
 			sl += l
@@ -512,19 +516,31 @@ func (r *relax) modelPrice(lam, sl, target float64, xl []float64, la, lb float64
 }
 
 // tangentStep finishes the price search without another evaluation once the spend sl at
-// lam is within 1e-8 (relative) of the target: Newton's next price lam + dl, dl =
-// (target − sl)/dS, moves each channel strictly inside its box along its tangent, by
-// dl/G″_i(x_i) (G″ the second derivative), which meets the target to first order. Every
-// such move must be within 1e-8 of the channel's own spend, so that the error the
-// tangent leaves, of the order of (move/x_i)²·x_i, is below rounding. It declines (false)
-// otherwise, and where S(λ) is not smooth near lam: a channel on a linear piece, a
-// breakpoint of some envelope between the two prices, or a channel that would leave its
-// box. The dual bound stays the one at lam, where the maximisers are exact.
+// lam is close to the target. Newton's next price lam + dl moves each channel strictly
+// inside its box along its maximiser's path, x_i(λ) ≈ x_i + dl/G″_i − dl²·G‴_i/(2·G″_i³)
+// (second order where G‴ is known, first order otherwise), which meets the target to that
+// order. Every move must be within 4e-6 (second order) or 1e-8 (first order) of the
+// channel's own spend, so that the error left, of the order of the cube or the square of
+// that fraction of x_i, is below rounding. It declines (false) otherwise, and where S(λ)
+// is not smooth near lam: a channel on a linear piece, a breakpoint of some envelope
+// between the two prices, or a channel that would leave its box. The dual bound stays the
+// one at lam, where the maximisers are exact.
 func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk []float64) ([]float64, bool) {
-	if sl != sh || !(dS < 0) || math.IsInf(dS, -1) || !(math.Abs(sl-target) <= 1e-8*target) {
+	if sl != sh || !(dS < 0) || math.IsInf(dS, -1) || !(math.Abs(sl-target) <= 4e-6*target) {
 		return nil, false
 	}
 	dl := (target - sl) / dS
+	// the second-order terms: Σ_i dx_i = dS·dl + B·dl² with B = −Σ G‴_i/(2·G″_i³)
+	B := 0.0
+	for i, v := range xl {
+		if v > r.lo[i] && v < r.hi[i] && !math.IsNaN(r.hintD3[i]) {
+			d2 := r.hintD2[i]
+			B -= r.hintD3[i] / (2 * d2 * d2 * d2)
+		}
+	}
+	if B != 0 {
+		dl = (target - sl) / (dS + B*dl)
+	}
 	lo, hi := lam, lam+dl
 	if hi < lo {
 		lo, hi = hi, lo
@@ -539,8 +555,12 @@ func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk [
 		if v > r.lo[i] && v < r.hi[i] {
 			d2 := r.hintD2[i] // what eval used in dS
 			dx := dl / d2
-			// The tangent's error is of the order of (dx/x)²·x: keep it below rounding.
-			if !(math.Abs(dx) <= 1e-8*v) {
+			tol := 1e-8
+			if d3 := r.hintD3[i]; !math.IsNaN(d3) {
+				tol = 4e-6
+				dx -= dl * dl * d3 / (2 * d2 * d2 * d2)
+			}
+			if !(math.Abs(dl/d2) <= tol*v) {
 				return nil, false
 			}
 			v += dx
@@ -558,8 +578,8 @@ func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk [
 	// flattest interior channel (not the one with the most room, which may be a channel
 	// spending next to nothing, whose slope a few ulps of the total would change).
 	if resid := target - s; resid != 0 {
-		if v := x[flat] + resid; flat >= 0 && v > r.lo[flat] && v < r.hi[flat] {
-			x[flat] = v
+		if flat >= 0 && x[flat]+resid > r.lo[flat] && x[flat]+resid < r.hi[flat] {
+			x[flat] += resid
 		} else {
 			fixTotal(x, r.lo, r.hi, resid)
 		}
