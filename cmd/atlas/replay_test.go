@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,8 +11,11 @@ import (
 
 	"github.com/atlas-mmm/atlas/projections"
 	"github.com/atlas-mmm/atlas/projections/replay/replaytest"
+	"github.com/atlas-mmm/atlas/projections/store"
+	"github.com/atlas-mmm/atlas/projections/store/clickhouse"
 	"github.com/atlas-mmm/atlas/projections/store/sqlite"
 	"github.com/atlas-mmm/atlas/streams/jetstream"
+	"github.com/atlas-mmm/atlas/streams/kafka"
 	"github.com/atlas-mmm/atlas/streams/processor"
 )
 
@@ -82,5 +86,81 @@ func TestReplayCommand(t *testing.T) {
 	}
 	if code, _, _ := run("switch", "nosuch"); code != 1 {
 		t.Errorf("switching a missing generation: exit %d, want 1", code)
+	}
+}
+
+// atlas replay against Kafka and ClickHouse: build, switch, list, drop, with the
+// store and log flags every role takes. Skips without the local services unless
+// ATLAS_KAFKA_REQUIRED / ATLAS_CLICKHOUSE_REQUIRED are set.
+func TestReplayCommandClickHouse(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	chAddr := os.Getenv("ATLAS_CLICKHOUSE_ADDR")
+	if chAddr == "" {
+		chAddr = "127.0.0.1:19000"
+	}
+	brokers := os.Getenv("ATLAS_KAFKA_BROKERS")
+	if brokers == "" {
+		brokers = "127.0.0.1:19092"
+	}
+	admin, err := clickhouse.Open(ctx, clickhouse.Config{Addr: []string{chAddr}, Database: "default"})
+	if err == nil {
+		err = admin.Ping(ctx)
+	}
+	var l *kafka.Log
+	if err == nil {
+		l, err = kafka.Open(ctx, kafka.Config{Brokers: strings.Split(brokers, ","), Partitions: 4, ReplicationFactor: 1})
+	}
+	if err != nil {
+		if os.Getenv("ATLAS_CLICKHOUSE_REQUIRED") != "" || os.Getenv("ATLAS_KAFKA_REQUIRED") != "" {
+			t.Fatalf("services required: %v", err)
+		}
+		t.Skipf("Kafka or ClickHouse unreachable (deploy/local/*.sh start): %v", err)
+	}
+	defer admin.Close()
+	defer l.Close()
+	id := strings.TrimPrefix(newID(), "evt-")[:12]
+	db := "atlas_cli_" + id
+	defer func() {
+		for _, d := range []string{db, db + "_replay_g1"} {
+			if err := admin.DropDatabase(context.Background(), d); err != nil {
+				t.Errorf("drop %s: %v", d, err)
+			}
+		}
+	}()
+	topics := processor.Topics{Models: "cli-models-" + id, Requests: "cli-requests-" + id, Results: "cli-results-" + id, DeadLetters: "cli-dead-" + id}
+	if err := processor.CreateTopics(ctx, l, topics, 4); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := replaytest.Write(ctx, l, topics, replaytest.Options{Requests: 200, Duplicates: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"--store", "clickhouse", "--clickhouse-addr", chAddr, "--clickhouse-database", db,
+		"--log", "kafka", "--kafka-brokers", brokers, "--topic-models", topics.Models, "--topic-requests", topics.Requests,
+		"--topic-results", topics.Results, "--topic-deadletter", topics.DeadLetters, "--progress", "log"}
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := dispatch(ctx, append(append([]string{"replay"}, args...), flags...), nil, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, out, errs := run("--name", "g1", "--switch"); code != 0 || !strings.Contains(out, "generation g1 is live") {
+		t.Fatalf("replay --switch: %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs := run("list")
+	if code != 0 || !strings.Contains(out, "g1 (live)") || !strings.Contains(out, db+"_replay_g1") {
+		t.Fatalf("list: %d\n%s\n%s", code, out, errs)
+	}
+	live, err := clickhouse.Open(ctx, clickhouse.Config{Addr: []string{chAddr}, Database: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	rs, _, err := live.Results(ctx, store.ResultQuery{Limit: store.MaxLimit})
+	if err != nil || len(rs) != len(ids) {
+		t.Fatalf("%d live results after the switch (%v), want one per request: %d", len(rs), err, len(ids))
+	}
+	if code, out, errs := run("drop", "g1"); code != 0 {
+		t.Fatalf("drop: %d\n%s\n%s", code, out, errs)
 	}
 }
