@@ -442,6 +442,25 @@ func TestBoundedReplay(t *testing.T) {
 		}
 	}
 
+	// Time bounds: requests 100 to 199 and their results (the model topic is read
+	// whole whatever --from says).
+	fromT, _ := ParseSpec(replaytest.RequestTime(100).Format(time.RFC3339Nano))
+	toT, _ := ParseSpec(replaytest.RequestTime(200).Format(time.RFC3339Nano))
+	if _, err := r.Build(testCtx(t), "window", fromT, toT); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, tg, "window")
+	snap = snapshot(t, s)
+	s.Close()
+	if len(snap.Results) != 100 || len(snap.Models) == 0 {
+		t.Errorf("time window: %d results and %d models, want 100 and the models", len(snap.Results), len(snap.Models))
+	}
+	for _, r := range snap.Results {
+		if r.ResultTime.Before(replaytest.RequestTime(100)) || !r.ResultTime.Before(replaytest.RequestTime(200)) {
+			t.Errorf("result %s at %v, outside the window", r.RequestID, r.ResultTime)
+		}
+	}
+
 	from, err := ParseSpec(itoa(end))
 	if err != nil {
 		t.Fatal(err)

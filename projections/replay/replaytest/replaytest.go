@@ -61,9 +61,16 @@ func Result(requestID string, i int) engine.Result {
 	return r
 }
 
+// RequestTime is the time of request i, its result and their records (Record.Time):
+// a millisecond apart from 2026-11-01T00:01:00Z.
+func RequestTime(i int) time.Time {
+	return time.Date(2026, 11, 1, 0, 1, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+}
+
 // Write appends the history of o to l (topics must exist) and returns the request ids.
 // Two versions of model m1 and a retired model m0 come first; every tenth result is a
-// rejection; a dead letter follows every 500 requests.
+// rejection; a dead letter follows every 500 requests. Records carry their events'
+// times, so time bounds select by request number (RequestTime).
 func Write(ctx context.Context, l streams.Log, topics processor.Topics, o Options) ([]string, error) {
 	if o.Batch <= 0 {
 		o.Batch = 1000
@@ -86,7 +93,7 @@ func Write(ctx context.Context, l streams.Log, topics processor.Topics, o Option
 		if err != nil {
 			return nil, err
 		}
-		models = append(models, streams.Record{Key: []byte(m.id[:2]), Value: raw})
+		models = append(models, streams.Record{Key: []byte(m.id[:2]), Value: raw, Time: at.Add(time.Duration(i) * time.Second)})
 	}
 	if err := l.Append(ctx, topics.Models, models...); err != nil {
 		return nil, fmt.Errorf("appending models: %w", err)
@@ -111,13 +118,13 @@ func Write(ctx context.Context, l streams.Log, topics processor.Topics, o Option
 	for i := range o.Requests {
 		id := fmt.Sprintf("%s-%07d", o.Prefix, i)
 		ids = append(ids, id)
-		t := at.Add(time.Minute + time.Duration(i)*time.Millisecond)
+		t := RequestTime(i)
 		req, err := encode(event.OptimizationRequested, id, t, map[string]any{"request_id": id, "model_id": "m1",
 			"constraints": map[string]any{"total": 100000 + i}})
 		if err != nil {
 			return nil, err
 		}
-		reqs = append(reqs, streams.Record{Key: []byte(id), Value: req})
+		reqs = append(reqs, streams.Record{Key: []byte(id), Value: req, Time: t})
 		var res []byte
 		if i%10 == 9 {
 			res, err = event.EncodeTrusted(event.OptimizationRejected, "replaytest", id, event.ResultID(id, event.OptimizationRejected), t,
@@ -129,10 +136,10 @@ func Write(ctx context.Context, l streams.Log, topics processor.Topics, o Option
 			return nil, err
 		}
 		resultRaw = append(resultRaw, res)
-		results = append(results, streams.Record{Key: []byte(id), Value: res})
+		results = append(results, streams.Record{Key: []byte(id), Value: res, Time: t})
 		if i%500 == 499 {
 			dl, _ := json.Marshal(processor.DeadLetter{Topic: topics.Requests, Partition: 0, Offset: int64(i), Reason: "not JSON", Time: t, Value: "{oops"})
-			dead = append(dead, streams.Record{Key: []byte(id), Value: dl})
+			dead = append(dead, streams.Record{Key: []byte(id), Value: dl, Time: t})
 		}
 		if err := flush(false); err != nil {
 			return nil, err
@@ -140,7 +147,7 @@ func Write(ctx context.Context, l streams.Log, topics processor.Topics, o Option
 	}
 	// Redelivery: the same result events (same ids, same bytes) once more.
 	for i := 0; i < o.Duplicates && i < len(resultRaw); i++ {
-		results = append(results, streams.Record{Key: []byte(ids[i]), Value: resultRaw[i]})
+		results = append(results, streams.Record{Key: []byte(ids[i]), Value: resultRaw[i], Time: RequestTime(i)})
 		if err := flush(false); err != nil {
 			return nil, err
 		}
