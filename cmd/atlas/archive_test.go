@@ -235,6 +235,14 @@ func TestExportImportCommands(t *testing.T) {
 	}
 	lb.Close()
 
+	// Another process holding the embedded log (atlas serve) gets a hint, not just an error.
+	held := openDir(t, a)
+	out, err := atlasCmd(t, "export", "--data-dir", a, "--out", filepath.Join(dir, "x.ndjson")).CombinedOutput()
+	held.Close()
+	if err == nil || !strings.Contains(string(out), "stop atlas serve") {
+		t.Fatalf("export of a log in use: %v\n%s", err, out)
+	}
+
 	plain := filepath.Join(dir, "plain.ndjson")
 	if code, _, errs := run(t, "", "export", "--data-dir", a, "--out", plain); code != 0 {
 		t.Fatalf("export: exit %d\n%s", code, errs)

@@ -48,7 +48,7 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return 2
 	}
 	logger := lc.logger(stderr, "audit")
-	o, err := lc.open(ctx)
+	o, err := openLog(ctx, &lc)
 	if err != nil {
 		logger.Error().Err(err).Msg("cannot open the event log")
 		return 2

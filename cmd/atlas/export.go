@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -53,7 +54,7 @@ func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		*t.dst = v
 	}
 	logger := lc.logger(stderr, "export")
-	o, err := lc.open(ctx)
+	o, err := openLog(ctx, &lc)
 	if err != nil {
 		logger.Error().Err(err).Msg("cannot open the event log")
 		return 1
@@ -87,6 +88,16 @@ func runExport(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	}
 	prog.done(st)
 	return 0
+}
+
+// openLog opens the log for export, import and audit, which work on a stopped
+// embedded log: the hint says so when `atlas serve` still holds it.
+func openLog(ctx context.Context, lc *logConfig) (*opened, error) {
+	o, err := lc.open(ctx)
+	if err != nil && lc.natsURL == "" && lc.backend != "kafka" && strings.Contains(err.Error(), "in use by another process") {
+		err = fmt.Errorf("%w (stop atlas serve, or whatever else has --data-dir %s open, first)", err, lc.dataDir)
+	}
+	return o, err
 }
 
 type nopCloser struct{ io.Writer }

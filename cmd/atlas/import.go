@@ -65,13 +65,14 @@ func runImport(ctx context.Context, args []string, stdin io.Reader, _, stderr io
 		prog.done(st)
 		return 0
 	}
-	o, err := lc.open(ctx)
+	o, err := openLog(ctx, &lc)
 	if err != nil {
 		logger.Error().Err(err).Msg("cannot open the event log")
 		return 1
 	}
 	defer o.close()
 	ans := newAnswerSet(h)
+	var oldest time.Time
 	st, err := archive.Import(ctx, o.log, r, archive.ImportOptions{
 		Topics: map[string]string{
 			archive.RoleModels:     lc.topics.Models,
@@ -80,13 +81,22 @@ func runImport(ctx context.Context, args []string, stdin io.Reader, _, stderr io
 			archive.RoleDeadLetter: lc.topics.DeadLetters,
 		},
 		Progress: prog.update,
-		Observe:  ans.observe,
+		Observe: func(m streams.Message) {
+			ans.observe(m)
+			if oldest.IsZero() || m.Time.Before(oldest) {
+				oldest = m.Time
+			}
+		},
 	})
 	if err != nil {
 		logger.Error().Err(err).Msg("import failed")
 		return 1
 	}
 	prog.done(st)
+	if lc.backend == "kafka" && !oldest.IsZero() && time.Since(oldest) > 7*24*time.Hour {
+		// Kafka deletes by record timestamp, and the records keep their original ones.
+		logger.Warn().Time("oldest", oldest).Msg("records older than 7 days, Kafka's default retention.ms: unless the target topics keep them longer, the broker deletes them by their original timestamps")
+	}
 	if r.Damage != nil {
 		logger.Warn().Err(r.Damage).Msg("the archive is damaged; what its sound lines hold was imported (--salvage): audit it")
 	}
