@@ -322,19 +322,77 @@ func Import(ctx context.Context, l streams.Log, r *Reader, opt ImportOptions) (S
 			send(batch{err: err})
 		}
 	}()
-	st := Stats{Topics: map[string]int64{}}
+	// One appender per topic: the topics are independent logs, so a topic's batches
+	// are appended in order while the next topic's already go out (the file holds the
+	// topics one after the other; with one appender for all, each would wait for the
+	// log's acknowledgements of the one before).
+	var (
+		mu        sync.Mutex
+		st        = Stats{Topics: map[string]int64{}}
+		firstErr  error
+		appenders = map[string]chan []streams.Record{}
+		wg        sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		mu.Unlock()
+	}
 	for b := range batches {
 		if b.err != nil {
-			return st, fmt.Errorf("import: %w (%d messages were imported before it)", b.err, st.Messages)
+			mu.Lock()
+			n := st.Messages
+			mu.Unlock()
+			fail(fmt.Errorf("import: %w (%d messages were imported before it)", b.err, n))
+			break
 		}
-		if err := l.Append(ctx, target[b.topic], b.recs...); err != nil {
-			return st, fmt.Errorf("import: appending to %q after %d messages: %w", target[b.topic], st.Messages, err)
+		q := appenders[b.topic]
+		if q == nil {
+			q = make(chan []streams.Record, 2)
+			appenders[b.topic] = q
+			topic, name := b.topic, target[b.topic]
+			wg.Go(func() {
+				for recs := range q {
+					if ctx.Err() != nil {
+						continue // drain: another appender failed
+					}
+					if err := l.Append(ctx, name, recs...); err != nil {
+						mu.Lock()
+						n := st.Messages
+						mu.Unlock()
+						fail(fmt.Errorf("import: appending to %q after %d messages: %w", name, n, err))
+						continue
+					}
+					mu.Lock()
+					st.Messages += int64(len(recs))
+					st.Topics[topic] += int64(len(recs))
+					n := st.Messages
+					if opt.Progress != nil {
+						opt.Progress(n)
+					}
+					mu.Unlock()
+				}
+			})
 		}
-		st.Messages += int64(len(b.recs))
-		st.Topics[b.topic] += int64(len(b.recs))
-		if opt.Progress != nil {
-			opt.Progress(st.Messages)
+		select {
+		case q <- b.recs:
+		case <-ctx.Done():
 		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	for _, q := range appenders {
+		close(q)
+	}
+	wg.Wait()
+	for range batches { // the decoding goroutine ends on ctx
+	}
+	if firstErr != nil {
+		return st, firstErr
 	}
 	if err := ctx.Err(); err != nil {
 		return st, err
