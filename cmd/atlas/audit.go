@@ -69,7 +69,8 @@ func runAudit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	logger.Info().Int64("requests", rep.Counts.Requests).Dur("took", time.Since(start)).
 		Float64("per_second", float64(rep.Counts.Requests)/time.Since(start).Seconds()).Msg("audit done")
-	summary(stdout, lc.describe(), rep)
+	rep.Source = lc.describe()
+	summary(stdout, rep)
 	if *report != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		b = append(b, '\n')
@@ -111,9 +112,9 @@ func parsePosition(s string) (streams.Position, error) {
 }
 
 // summary prints the report for people.
-func summary(w io.Writer, source string, rep *audit.Report) {
+func summary(w io.Writer, rep *audit.Report) {
 	c := rep.Counts
-	fmt.Fprintf(w, "audit of %s (%s) in %.1fs\n", source, rep.Scope, rep.Seconds)
+	fmt.Fprintf(w, "audit of %s (%s) in %.1fs\n", rep.Source, rep.Scope, rep.Seconds)
 	fmt.Fprintf(w, "  requests:      %d audited (%d duplicate request events, %d dead-lettered messages, %d of other models)\n",
 		c.Requests, c.DuplicateRequests, c.DeadLetters, c.OutOfScope)
 	fmt.Fprintf(w, "  results:       %d events, %d byte-identical redeliveries\n", c.ResultEvents, c.RedeliveredResults)

@@ -105,8 +105,8 @@ type Counts struct {
 	DeadLetters        int64 `json:"dead_letter_requests"` // request-topic messages that are no request
 	ResultEvents       int64 `json:"result_events"`        // read, duplicates included
 	RedeliveredResults int64 `json:"redelivered_results"`  // byte-identical repeats, counted once
-	Resolved           int64 `json:"resolved"`             // completed results re-solved and matched
-	Rejections         int64 `json:"rejections"`           // rejections re-derived and matched
+	Resolved           int64 `json:"resolved"`             // results re-solved (and compared)
+	Rejections         int64 `json:"rejections"`           // rejections re-derived (and compared)
 	ModelRejections    int64 `json:"model_rejections"`     // rejected for an unresolvable model: form checked
 	OutOfScope         int64 `json:"out_of_scope"`         // requests of other models (--model)
 }
@@ -114,6 +114,7 @@ type Counts struct {
 // Report is an audit's outcome.
 type Report struct {
 	OK          bool      `json:"ok"`
+	Source      string    `json:"source,omitempty"` // the log audited, for people (set by the caller)
 	Scope       string    `json:"scope"`
 	Started     time.Time `json:"started"`
 	Seconds     float64   `json:"seconds"`
