@@ -166,9 +166,6 @@ func NewReader(r io.Reader) (*Reader, error) {
 // Header is the archive's header.
 func (r *Reader) Header() Header { return r.header }
 
-// Line is the number of the line Next read last.
-func (r *Reader) Line() int { return r.line }
-
 // readLine returns the next line without its newline (valid until the next call) and
 // adds it to the checksum.
 func (r *Reader) readLine() ([]byte, error) {
