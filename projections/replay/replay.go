@@ -131,9 +131,18 @@ func (r *Replay) Build(ctx context.Context, name string, from, to Spec) (store.G
 	if err != nil {
 		return g, err
 	}
+	if existed && g.Name == "" {
+		// Created by a build killed before it recorded itself: empty, or something else.
+		cp, err := s.Checkpoint(ctx, r.projectorName())
+		if err != nil {
+			return g, err
+		}
+		if len(cp) > 0 {
+			return g, fmt.Errorf("replay: %s exists but records no replay: drop it first", r.Target.Where(name))
+		}
+		existed = false
+	}
 	switch {
-	case existed && g.Name == "":
-		return g, fmt.Errorf("replay: %s exists but records no replay: drop it first", r.Target.Where(name))
 	case existed && !g.Finished.IsZero():
 		return g, fmt.Errorf("replay: generation %q was finished at %s: drop it or choose another name", name, g.Finished.Format(time.RFC3339))
 	case existed && (g.From != from.Raw || g.To != to.Raw):

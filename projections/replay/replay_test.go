@@ -303,6 +303,26 @@ func TestInterruptedReplayResumes(t *testing.T) {
 	gen := open(t, tg, "g1")
 	defer gen.Close()
 	sameSnapshots(t, "resumed replay vs live", snapshot(t, live), snapshot(t, gen))
+
+	// Killed right after creating its store, before recording itself: the empty store
+	// is reused. A store holding rows but no replay record is someone else's: refused.
+	empty, _, err := tg.Open(testCtx(t), "g2", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty.Close()
+	if _, err := r.Build(testCtx(t), "g2", Spec{}, Spec{}); err != nil {
+		t.Fatalf("build over an empty, unrecorded store: %v", err)
+	}
+	other, _, err := tg.Open(testCtx(t), "g3", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	catchUp(t, l, topics, other)
+	other.Close()
+	if _, err := r.Build(testCtx(t), "g3", Spec{}, Spec{}); err == nil || !strings.Contains(err.Error(), "records no replay") {
+		t.Errorf("build over a store with rows but no replay record: %v", err)
+	}
 }
 
 // A switch interrupted at any step leaves the live read models all old or all new,
