@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,10 +16,52 @@ import (
 	"github.com/atlas-mmm/atlas/projections/store"
 	"github.com/atlas-mmm/atlas/projections/store/clickhouse"
 	"github.com/atlas-mmm/atlas/projections/store/sqlite"
+	"github.com/atlas-mmm/atlas/projections/store/storetest"
+	"github.com/atlas-mmm/atlas/streams"
 	"github.com/atlas-mmm/atlas/streams/jetstream"
 	"github.com/atlas-mmm/atlas/streams/kafka"
 	"github.com/atlas-mmm/atlas/streams/processor"
 )
+
+// embeddedHistory fills dir's embedded log with a history of n requests and projects
+// it into the SQLite file at store (none if "").
+func embeddedHistory(ctx context.Context, t *testing.T, dir string, n int, storePath string) {
+	t.Helper()
+	l, err := jetstream.Open(ctx, jetstream.Config{DataDir: filepath.Join(dir, "log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	topics := processor.DefaultTopics()
+	if err := processor.CreateTopics(ctx, l, topics, 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replaytest.Write(ctx, l, topics, replaytest.Options{Requests: n, Duplicates: n / 20}); err != nil {
+		t.Fatal(err)
+	}
+	if storePath != "" {
+		replayProjectFile(ctx, t, l, storePath)
+	}
+}
+
+// replayProjectFile brings the SQLite file at path up to the end of l.
+func replayProjectFile(ctx context.Context, t *testing.T, l streams.Log, path string) {
+	t.Helper()
+	st, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := &projections.Projector{Log: l, Store: st}
+	for n := 1; n > 0; {
+		if n, err = p.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // atlas replay on the embedded defaults: build (with periodic log lines), list,
 // switch, list again, drop; and the usage errors.
@@ -25,32 +69,7 @@ func TestReplayCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	l, err := jetstream.Open(ctx, jetstream.Config{DataDir: filepath.Join(dir, "log")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	topics := processor.DefaultTopics()
-	if err := processor.CreateTopics(ctx, l, topics, 4); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := replaytest.Write(ctx, l, topics, replaytest.Options{Requests: 300, Duplicates: 10}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlite.Open(filepath.Join(dir, "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &projections.Projector{Log: l, Store: st, Topics: topics}
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for n := 1; n > 0; {
-		if n, err = p.Step(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st.Close()
-	l.Close()
+	embeddedHistory(ctx, t, dir, 300, filepath.Join(dir, "store.db"))
 
 	run := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
@@ -162,5 +181,78 @@ func TestReplayCommandClickHouse(t *testing.T) {
 	}
 	if code, out, errs := run("drop", "g1"); code != 0 {
 		t.Fatalf("drop: %d\n%s\n%s", code, out, errs)
+	}
+}
+
+// atlas replay killed with SIGKILL mid-build, then run again with the same name: it
+// resumes from its checkpoint and ends with the read models a projection from scratch
+// gives.
+func TestReplayKilledResumes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	embeddedHistory(ctx, t, dir, 20000, "")
+	args := []string{"replay", "--data-dir", dir, "--name", "k1", "--batch", "1000", "--progress", "log", "--progress-every", "10ms"}
+	cmd := atlasCmd(t, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once it reports progress short of the end.
+	sc := bufio.NewScanner(stderr)
+	killed := false
+	for sc.Scan() {
+		var line struct {
+			Stage    string  `json:"stage"`
+			Messages int64   `json:"messages"`
+			Done     float64 `json:"done_pct"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Stage == "build" && line.Messages > 0 && line.Done < 60 {
+			cmd.Process.Kill() //nolint:errcheck
+			killed = true
+			break
+		}
+	}
+	cmd.Wait() //nolint:errcheck // killed
+	if !killed {
+		t.Fatal("the replay finished before it could be killed mid-way")
+	}
+
+	var out, errb bytes.Buffer
+	if code := dispatch(ctx, args, nil, &out, &errb); code != 0 {
+		t.Fatalf("resumed replay: exit %d\n%s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "resuming an interrupted replay") {
+		t.Errorf("the second run did not resume:\n%s", errb.String())
+	}
+	// A projection from scratch of the same log, to compare with.
+	l, err := jetstream.Open(ctx, jetstream.Config{DataDir: filepath.Join(dir, "log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scratch := filepath.Join(dir, "scratch.db")
+	replayProjectFile(ctx, t, l, scratch)
+	l.Close()
+	snap := func(path string) storetest.Snapshot {
+		st, err := sqlite.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		s, err := storetest.Take(ctx, st, "atlas-projector")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	want, got := snap(scratch), snap(filepath.Join(dir, "store.replay-k1.db"))
+	if d := storetest.Diff(want, got); d != "" {
+		t.Fatalf("resumed replay vs a projection from scratch:\n%s", d)
+	}
+	if len(got.Results) != 20000 {
+		t.Errorf("%d results, want 20000", len(got.Results))
 	}
 }
