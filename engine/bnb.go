@@ -336,10 +336,10 @@ func (p *problem) kinkSplit(r *relax, x []float64) (int, float64) {
 		}
 		for k := range r.env[i] {
 			e := &r.env[i][k]
-			if e.t == nil || e.hx == nil {
+			if e.t == nil || e.h == nil {
 				continue
 			}
-			for _, kx := range e.hx[1 : len(e.hx)-1] {
+			for _, kx := range e.h.x[1 : len(e.h.x)-1] {
 				if kx-r.lo[i] <= 1e-9*w || r.hi[i]-kx <= 1e-9*w {
 					continue
 				}

@@ -14,9 +14,12 @@ type envelope struct {
 	t        *term
 	a, b     float64
 	z, fa, m float64
-	// upper hull for piecewise terms: points (hx, hy), slopes hs between them
-	hx, hy, hs []float64
+	h        *hull // upper hull for piecewise terms (nil for smooth ones)
 }
+
+// hull is the upper hull of a piecewise-linear curve's breakpoints in a box: points
+// (x, y), slopes s between them (and a last 0).
+type hull struct{ x, y, s []float64 }
 
 func newEnvelope(t *term, a, b float64) envelope {
 	e := envelope{t: t, a: a, b: b, z: a}
@@ -107,21 +110,21 @@ func (e *envelope) buildHull() {
 	for j := 0; j+1 < len(hx); j++ {
 		hs[j] = (hy[j+1] - hy[j]) / (hx[j+1] - hx[j])
 	}
-	e.hx, e.hy, e.hs = hx, hy, hs
+	e.h = &hull{hx, hy, hs}
 }
 
 func (e *envelope) hullSegment(x float64) int {
 	j := 0
-	for j+1 < len(e.hx)-1 && x >= e.hx[j+1] {
+	for j+1 < len(e.h.x)-1 && x >= e.h.x[j+1] {
 		j++
 	}
 	return j
 }
 
 func (e *envelope) val(x float64) float64 {
-	if e.hx != nil {
+	if e.h != nil {
 		j := e.hullSegment(x)
-		return e.hy[j] + e.hs[j]*(x-e.hx[j])
+		return e.h.y[j] + e.h.s[j]*(x-e.h.x[j])
 	}
 	if x < e.z {
 		return e.fa + e.m*(x-e.a)
@@ -130,8 +133,8 @@ func (e *envelope) val(x float64) float64 {
 }
 
 func (e *envelope) d1(x float64) float64 {
-	if e.hx != nil {
-		return e.hs[e.hullSegment(x)]
+	if e.h != nil {
+		return e.h.s[e.hullSegment(x)]
 	}
 	if x < e.z {
 		return e.m
@@ -140,7 +143,7 @@ func (e *envelope) d1(x float64) float64 {
 }
 
 func (e *envelope) d2(x float64) float64 {
-	if e.hx != nil || x < e.z {
+	if e.h != nil || x < e.z {
 		return 0
 	}
 	return e.t.d2(x)
@@ -148,7 +151,7 @@ func (e *envelope) d2(x float64) float64 {
 
 // tight reports whether the envelope equals the curve at x (up to rounding).
 func (e *envelope) gap(x float64) float64 {
-	if e.hx == nil && x >= e.z {
+	if e.h == nil && x >= e.z {
 		return 0 // on the curve itself: val(x) − val(x)
 	}
 	return e.val(x) - e.t.val(x)
@@ -170,13 +173,13 @@ func (e *envelope) argmaxD2(lam float64, high bool, hint float64) (x, d2, d3, xu
 	if e.b <= e.a {
 		return e.a, 0, 0, 0, 0
 	}
-	if e.hx != nil {
-		for j := 0; j+1 < len(e.hx); j++ {
-			if e.hs[j] < lam || (e.hs[j] == lam && !high) {
-				return e.hx[j], 0, 0, 0, 0
+	if e.h != nil {
+		for j := 0; j+1 < len(e.h.x); j++ {
+			if e.h.s[j] < lam || (e.h.s[j] == lam && !high) {
+				return e.h.x[j], 0, 0, 0, 0
 			}
 		}
-		return e.hx[len(e.hx)-1], 0, 0, 0, 0
+		return e.h.x[len(e.h.x)-1], 0, 0, 0, 0
 	}
 	if e.z > e.a {
 		if lam > e.m || (lam == e.m && !high) {

@@ -151,7 +151,7 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 		xh := xl
 		// The maximisers form an interval only on a linear piece of slope l: for a bridge,
 		// only at its slope (elsewhere argmax's two ends take the same path to the same bits).
-		if e.hx != nil || (e.z > e.a && l == e.m) || e.t.kind == kindLinear || e.t.kind == kindPower && e.t.alpha == 1 {
+		if e.h != nil || (e.z > e.a && l == e.m) || e.t.kind == kindLinear || e.t.kind == kindPower && e.t.alpha == 1 {
 			xh = e.argmax(l, true, hint)
 		}
 		// d2 is known (non-zero) only where xl is a smooth interior maximiser
@@ -716,8 +716,8 @@ func (r *relax) breakpoints(coef []float64) []float64 {
 		}
 		e := &r.env[i][single]
 		switch {
-		case e.hx != nil:
-			for _, s := range e.hs[:len(e.hs)-1] {
+		case e.h != nil:
+			for _, s := range e.h.s[:len(e.h.s)-1] {
 				b = append(b, s*coef[single])
 			}
 		case e.z > e.a:
