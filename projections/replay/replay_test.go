@@ -426,7 +426,8 @@ func TestSwitchInterruptedSQLite(t *testing.T) {
 // A bounded replay stops at --to; one that starts at --from is switched only by force.
 func TestBoundedReplay(t *testing.T) {
 	l, topics := jetStreamLog(t)
-	write(t, l, topics, replaytest.Options{Requests: 400})
+	hist := replaytest.Options{Requests: 400, Start: time.Now().UTC().Add(-time.Hour)}
+	write(t, l, topics, hist)
 	tg, err := NewSQLite(filepath.Join(t.TempDir(), "store.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -464,8 +465,8 @@ func TestBoundedReplay(t *testing.T) {
 
 	// Time bounds: requests 100 to 199 and their results (the model topic is read
 	// whole whatever --from says).
-	fromT, _ := ParseSpec(replaytest.RequestTime(100).Format(time.RFC3339Nano))
-	toT, _ := ParseSpec(replaytest.RequestTime(200).Format(time.RFC3339Nano))
+	fromT, _ := ParseSpec(hist.RequestTime(100).Format(time.RFC3339Nano))
+	toT, _ := ParseSpec(hist.RequestTime(200).Format(time.RFC3339Nano))
 	if _, err := r.Build(testCtx(t), "window", fromT, toT); err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +477,7 @@ func TestBoundedReplay(t *testing.T) {
 		t.Errorf("time window: %d results and %d models, want 100 and the models", len(snap.Results), len(snap.Models))
 	}
 	for _, r := range snap.Results {
-		if r.ResultTime.Before(replaytest.RequestTime(100)) || !r.ResultTime.Before(replaytest.RequestTime(200)) {
+		if r.ResultTime.Before(hist.RequestTime(100)) || !r.ResultTime.Before(hist.RequestTime(200)) {
 			t.Errorf("result %s at %v, outside the window", r.RequestID, r.ResultTime)
 		}
 	}

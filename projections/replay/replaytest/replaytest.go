@@ -24,6 +24,10 @@ type Options struct {
 	Duplicates int    // result events appended a second time, as a processor crash would
 	Batch      int    // records per Append (default 1000)
 	Prefix     string // request id prefix (default "req")
+	// Start is the time of the first event (default: an hour before Write is called:
+	// in the past, as time-range reads assume, and recent, as Kafka's retention, which
+	// goes by record timestamps, requires).
+	Start time.Time
 }
 
 // Model is a model event's data.
@@ -62,15 +66,15 @@ func Result(requestID string, i int) engine.Result {
 }
 
 // RequestTime is the time of request i, its result and their records (Record.Time):
-// a millisecond apart from 2026-11-01T00:01:00Z.
-func RequestTime(i int) time.Time {
-	return time.Date(2026, 11, 1, 0, 1, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+// a millisecond apart from a minute after Start.
+func (o Options) RequestTime(i int) time.Time {
+	return o.Start.Add(time.Minute + time.Duration(i)*time.Millisecond)
 }
 
 // Write appends the history of o to l (topics must exist) and returns the request ids.
 // Two versions of model m1 and a retired model m0 come first; every tenth result is a
 // rejection; a dead letter follows every 500 requests. Records carry their events'
-// times, so time bounds select by request number (RequestTime).
+// times, so time bounds select by request number (Options.RequestTime).
 func Write(ctx context.Context, l streams.Log, topics processor.Topics, o Options) ([]string, error) {
 	if o.Batch <= 0 {
 		o.Batch = 1000
@@ -78,7 +82,10 @@ func Write(ctx context.Context, l streams.Log, topics processor.Topics, o Option
 	if o.Prefix == "" {
 		o.Prefix = "req"
 	}
-	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	if o.Start.IsZero() {
+		o.Start = time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	}
+	at := o.Start
 	var models []streams.Record
 	for i, m := range []struct {
 		typ, id string
@@ -118,7 +125,7 @@ func Write(ctx context.Context, l streams.Log, topics processor.Topics, o Option
 	for i := range o.Requests {
 		id := fmt.Sprintf("%s-%07d", o.Prefix, i)
 		ids = append(ids, id)
-		t := RequestTime(i)
+		t := o.RequestTime(i)
 		req, err := encode(event.OptimizationRequested, id, t, map[string]any{"request_id": id, "model_id": "m1",
 			"constraints": map[string]any{"total": 100000 + i}})
 		if err != nil {
@@ -147,7 +154,7 @@ func Write(ctx context.Context, l streams.Log, topics processor.Topics, o Option
 	}
 	// Redelivery: the same result events (same ids, same bytes) once more.
 	for i := 0; i < o.Duplicates && i < len(resultRaw); i++ {
-		results = append(results, streams.Record{Key: []byte(ids[i]), Value: resultRaw[i], Time: RequestTime(i)})
+		results = append(results, streams.Record{Key: []byte(ids[i]), Value: resultRaw[i], Time: o.RequestTime(i)})
 		if err := flush(false); err != nil {
 			return nil, err
 		}
