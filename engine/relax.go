@@ -16,7 +16,7 @@ type relax struct {
 	hint   []float64    // last argmax per channel, to warm-start inverse slopes
 	// the price of that argmax and the channel's second derivative there (0: unknown)
 	hintLam, hintD2 []float64
-	hintD3          []float64 // G‴ where chanArgmax set hintD2 in this price search's last evaluation (NaN: unknown)
+	hintD3          []float64 // G‴ at the last argmax, where known (NaN: unknown)
 	// lamHint is a price to start the search from (a parent node's answer), and lam the
 	// price this relaxation settled on.
 	lamHint, lam float64
@@ -36,6 +36,7 @@ func (r *relax) child(lo, hi []float64, changed ...int) *relax {
 	copy(c.hint, r.hint)
 	copy(c.hintLam, r.hintLam)
 	copy(c.hintD2, r.hintD2)
+	copy(c.hintD3, r.hintD3)
 	for _, i := range changed {
 		row := make([]envelope, len(r.env[i]))
 		for k, t := range r.p.terms[i] {
@@ -112,6 +113,8 @@ func (r *relax) chanD2(i int, coef []float64, x float64) float64 {
 // They differ only where G_i has a linear piece of slope lam.
 func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64) {
 	a, b := r.lo[i], r.hi[i]
+	d3prev := r.hintD3[i]
+	r.hintD3[i] = math.NaN() // unless the single-curve case below knows it
 	if b <= a {
 		return a, a
 	}
@@ -137,10 +140,21 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 	case single >= 0:
 		e := &r.env[i][single]
 		l := lam / coef[single]
-		// Warm start: a first-order prediction from the last answer, x + Δλ/f''(x).
+		// Warm start: a prediction from the last answer along the maximiser's path,
+		// x + Δλ/G″ − Δλ²·G‴/(2·G″³) (to first order where G‴ is not known).
 		hint := r.hint[i]
-		if hint > 0 && r.hintD2[i] < 0 {
-			if pred := hint + (lam-r.hintLam[i])/r.hintD2[i]; pred > 0 {
+		if r.hintD2[i] == 0 {
+			hint = 0 // the last answer was clamped to the box: it says little about this one
+		}
+		if d2 := r.hintD2[i]; hint > 0 && d2 < 0 {
+			dl := lam - r.hintLam[i]
+			step := dl / d2
+			if d3 := d3prev; !math.IsNaN(d3) {
+				if c := dl * dl * d3 / (2 * d2 * d2 * d2); math.Abs(c) <= 0.5*math.Abs(step) {
+					step -= c
+				}
+			}
+			if pred := hint + step; pred > 0 {
 				hint = pred
 			}
 		}
@@ -229,7 +243,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	eval := func(lam float64) (sl, sh, val, dS float64) {
 		evals++
 		for i := 0; i < n; i++ {
-			r.ud2[i], r.hintD3[i] = 0, math.NaN() // unless chanArgmax knows better
+			r.ud2[i] = 0 // unless chanArgmax knows better
 			l, h := r.chanArgmax(i, coef, lam)
 			xl[i], xh[i] = l, h
 			sl += l
