@@ -37,6 +37,8 @@ type problem struct {
 	// budgetKPI: each KPI's value (baseline excluded) at budget, once computed;
 	// lastTotals: the same for the plan totals last evaluated.
 	budgetKPI, lastTotals []float64
+
+	ws *scratch // the solve's working memory (nil: allocate)
 }
 
 type row struct {
@@ -196,11 +198,14 @@ func (pm *Prepared) Hash() string { return pm.hash }
 
 // compile turns a prepared model and a request into a problem, or returns the request's
 // field errors.
-func compile(pm *Prepared, req *Request) (*problem, FieldErrors) {
+func compile(pm *Prepared, req *Request) (*problem, FieldErrors) { return compileWith(pm, req, nil) }
+
+// compileWith is compile with the problem's arrays taken from ws (nil: allocated).
+func compileWith(pm *Prepared, req *Request, ws *scratch) (*problem, FieldErrors) {
 	var errs FieldErrors
 	add := func(field, format string, args ...any) { errs = append(errs, fieldErr(field, format, args...)) }
 
-	p := &problem{index: pm.index, names: pm.names, kpiNames: pm.kpiNames, baseline: pm.baseline, terms: pm.terms}
+	p := &problem{index: pm.index, names: pm.names, kpiNames: pm.kpiNames, baseline: pm.baseline, terms: pm.terms, ws: ws}
 	known := func(field, name string) (int, bool) {
 		i, ok := p.index[name]
 		if !ok {
@@ -224,7 +229,7 @@ func compile(pm *Prepared, req *Request) (*problem, FieldErrors) {
 	// In channel order, so that the sum is the same bits on every run.
 	// One allocation backs the budget, the boxes and the objective weights.
 	nk := len(p.kpiNames)
-	vals := make([]float64, 3*n+nk)
+	vals := ws.floats(3*n + nk)
 	p.budget = vals[:n:n]
 	budgetSum, matched := 0.0, 0
 	for i, name := range p.names {
@@ -293,14 +298,14 @@ func compile(pm *Prepared, req *Request) (*problem, FieldErrors) {
 
 	// Channel boxes, remembering which constraint set each side.
 	p.lo, p.hi = vals[n:2*n:2*n], vals[2*n:3*n:3*n]
-	srcs := make([][]string, 2*n)
+	srcs := ws.lists(2 * n)
 	p.loSrc, p.hiSrc = srcs[:n:n], srcs[n:]
 	for i := range p.hi {
 		p.hi[i] = math.Inf(1)
 	}
 	// One-label lists come out of one backing array, each capped at its length so that
 	// appending a second label copies it out.
-	labels := make([]string, 0, 2*n)
+	labels := ws.strs(2 * n)
 	one := func(src string) []string {
 		if len(labels) == cap(labels) {
 			return []string{src}

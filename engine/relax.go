@@ -57,10 +57,11 @@ func newRelax(p *problem, lo, hi []float64) *relax {
 	for _, f := range p.floors {
 		r.used[f.kpi] = true
 	}
-	r.env = make([][]envelope, p.n())
-	r.allocHints(p.n())
+	r.env = p.ws.envRows(p.n())
+	h := p.ws.floats(4 * p.n())
+	r.setHints(h)
 	nk := len(p.kpiNames)
-	rows := make([]envelope, p.n()*nk) // one allocation backs every channel's row
+	rows := p.ws.envelopes(p.n() * nk) // one allocation backs every channel's row
 	for i := range r.env {
 		r.env[i] = rows[i*nk : (i+1)*nk : (i+1)*nk]
 		for k, t := range p.terms[i] {
@@ -73,8 +74,11 @@ func newRelax(p *problem, lo, hi []float64) *relax {
 }
 
 // allocHints makes the warm-start slices, zeroed, in one allocation.
-func (r *relax) allocHints(n int) {
-	h := make([]float64, 4*n)
+func (r *relax) allocHints(n int) { r.setHints(make([]float64, 4*n)) }
+
+// setHints makes the warm-start slices from h (4n zeroed values).
+func (r *relax) setHints(h []float64) {
+	n := len(h) / 4
 	r.hint, r.hintLam, r.hintD2, r.hintD3 = h[:n:n], h[n:2*n:2*n], h[2*n:3*n:3*n], h[3*n:]
 }
 
@@ -226,7 +230,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		return nil, math.Inf(-1), 0, false
 	}
 	c := p.cost
-	scratch := make([]float64, 7*n)
+	scratch := p.ws.priceWork(7 * n)
 	r.uxs, r.ud2 = scratch[5*n:6*n:6*n], scratch[6*n:]
 	defer func() { r.uxs, r.ud2 = nil, nil }()
 	xl, xh := scratch[:n:n], scratch[n:2*n:2*n]

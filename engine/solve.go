@@ -46,7 +46,9 @@ func (pm *Prepared) Solve(req *Request) (res Result) {
 				Messages: []string{fmt.Sprintf("internal error while solving: %v", v)}}
 		}
 	}()
-	p, errs := compile(pm, req)
+	ws := getScratch()
+	defer putScratch(ws) // after the result is assembled: it keeps nothing of ws
+	p, errs := compileWith(pm, req, ws)
 	if len(errs) > 0 {
 		return invalid(res, errs)
 	}
@@ -65,7 +67,8 @@ func (pm *Prepared) Solve(req *Request) (res Result) {
 	if !p.concave() {
 		gap = gapNC
 	}
-	s := &session{p: p, gap: gap, maxNodes: maxNodes, origHi: append([]float64(nil), p.hi...)}
+	s := &session{p: p, gap: gap, maxNodes: maxNodes, origHi: ws.floats(len(p.hi))}
+	copy(s.origHi, p.hi)
 	objType := req.Objective.Type
 	if objType == "" {
 		objType = ObjMaxKPI
