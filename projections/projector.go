@@ -58,8 +58,9 @@ type Projector struct {
 }
 
 // Bound is one end of a projection range. Offsets of one topic (Topics) win over
-// offsets for every topic (Offsets), which win over Time; a partition none of them
-// names starts at its beginning (ends at the end of the log).
+// offsets for every topic (Offsets), which win over Time (the first message accepted
+// at or after it); a partition that none of them bounds starts at its beginning (ends
+// at the end of the log).
 type Bound struct {
 	Time    time.Time
 	Offsets map[int]int64            // every topic's partitions

@@ -359,7 +359,11 @@ func (r *Replay) Switch(ctx context.Context, name string, force bool) error {
 	if prev.Finished.IsZero() {
 		prev.Finished = time.Now().UTC()
 	}
-	if err := old.(store.Generations).SetGeneration(ctx, prev); err != nil {
+	gs, ok := old.(store.Generations)
+	if !ok {
+		return fmt.Errorf("replay: switched, but the store does not record generations")
+	}
+	if err := gs.SetGeneration(ctx, prev); err != nil {
 		return fmt.Errorf("replay: switched, but recording the previous read models failed: %w", err)
 	}
 	return nil
