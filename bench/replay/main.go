@@ -32,6 +32,8 @@ import (
 	"syscall"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
+
 	"github.com/atlas-mmm/atlas/projections/replay"
 	"github.com/atlas-mmm/atlas/projections/replay/replaytest"
 	"github.com/atlas-mmm/atlas/projections/store/clickhouse"
@@ -75,6 +77,14 @@ func main() {
 			fail(err)
 		}
 	}
+}
+
+// deleteTopics removes the benchmark's topics (best effort: a run writes ~100 MB).
+func deleteTopics(brokers string, t processor.Topics) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := &kafkago.Client{Addr: kafkago.TCP(strings.Split(brokers, ",")...)}
+	c.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: []string{t.Models, t.Requests, t.Results, t.DeadLetters}}) //nolint:errcheck
 }
 
 // cpuTime is the CPU time this process has used (user and system); the services'
@@ -137,17 +147,23 @@ func benchClickHouse(ctx context.Context, n, batch int, addr, brokers string) er
 	s := suffix()
 	topics := processor.Topics{Models: "bench-replay-models-" + s, Requests: "bench-replay-requests-" + s,
 		Results: "bench-replay-results-" + s, DeadLetters: "bench-replay-dead-" + s}
+	defer deleteTopics(brokers, topics)
 	db := "atlas_bench_replay_" + s
 	tg, err := replay.NewClickHouse(ctx, clickhouse.Config{Addr: []string{addr}, Database: db})
 	if err != nil {
 		return err
 	}
 	defer func() {
+		// Best-effort cleanup: the generations, then the (empty) live database.
 		names, _ := tg.Names(context.Background())
 		for _, name := range names {
-			tg.Drop(context.Background(), name) //nolint:errcheck // best-effort cleanup
+			tg.Drop(context.Background(), name) //nolint:errcheck
 		}
 		tg.Close()
+		if admin, err := clickhouse.Open(context.Background(), clickhouse.Config{Addr: []string{addr}, Database: "default"}); err == nil {
+			admin.DropDatabase(context.Background(), db) //nolint:errcheck
+			admin.Close()
+		}
 	}()
 	return run(ctx, "ClickHouse "+addr, "Kafka "+brokers, l, topics, tg, n, batch)
 }

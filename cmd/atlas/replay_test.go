@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
+
 	"github.com/atlas-mmm/atlas/projections"
 	"github.com/atlas-mmm/atlas/projections/replay/replaytest"
 	"github.com/atlas-mmm/atlas/projections/store"
@@ -151,6 +153,13 @@ func TestReplayCommandClickHouse(t *testing.T) {
 	if err := processor.CreateTopics(ctx, l, topics, 4); err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		c := &kafkago.Client{Addr: kafkago.TCP(strings.Split(brokers, ",")...)}
+		if _, err := c.DeleteTopics(context.Background(), &kafkago.DeleteTopicsRequest{Topics: []string{topics.Models,
+			topics.Requests, topics.Results, topics.DeadLetters}}); err != nil {
+			t.Logf("deleting the test topics: %v", err)
+		}
+	}()
 	ids, err := replaytest.Write(ctx, l, topics, replaytest.Options{Requests: 200, Duplicates: 20})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
+
 	"github.com/atlas-mmm/atlas/projections"
 	"github.com/atlas-mmm/atlas/projections/replay/replaytest"
 	"github.com/atlas-mmm/atlas/projections/store"
@@ -60,6 +62,15 @@ func kafkaLog(t *testing.T) (streams.Log, processor.Topics) {
 	if err := processor.CreateTopics(testCtx(t), l, topics, 4); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c := &kafkago.Client{Addr: kafkago.TCP(strings.Split(env("ATLAS_KAFKA_BROKERS", "127.0.0.1:19092"), ",")...)}
+		if _, err := c.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: []string{topics.Models, topics.Requests,
+			topics.Results, topics.DeadLetters}}); err != nil {
+			t.Logf("deleting the test topics: %v", err)
+		}
+	})
 	return l, topics
 }
 
