@@ -3,9 +3,10 @@
 // returns the globally optimal allocation together with a proven bound on how far from
 // optimal it can be.
 //
-// The package is pure and deterministic: no I/O, no clocks, no global state, no
-// goroutines. The same model and request always give bit-identical results, which is what
-// lets the rest of Atlas replay and audit history.
+// The package is pure and deterministic: no I/O, no clocks, no global state (a pool of
+// zeroed scratch memory aside, which cannot change a result), no goroutines. The same
+// model and request always give bit-identical results, which is what lets the rest of
+// Atlas replay and audit history.
 package engine
 
 // Model is a marketing-mix model as published by an upstream system (contract §1).
