@@ -180,8 +180,11 @@ func Prepare(m *Model) (*Prepared, error) {
 	}
 	pm.labels = make([]boundLabels, len(pm.names))
 	for i, name := range pm.names {
-		base := "constraints.channels." + name
-		pm.labels[i] = boundLabels{base: base, min: base + ".min", max: base + ".max", fixed: base + ".fixed"}
+		// one string holds the four labels: base.min base.max base.fixed, cut apart
+		const c = "constraints.channels."
+		all := c + name + ".min" + c + name + ".max" + c + name + ".fixed"
+		n := len(c) + len(name)
+		pm.labels[i] = boundLabels{base: all[:n], min: all[:n+4], max: all[n+4 : 2*n+8], fixed: all[2*n+8:]}
 	}
 	pm.hash = ModelHash(m)
 	return pm, nil

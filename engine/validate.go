@@ -46,7 +46,7 @@ func ValidateModel(m *Model) FieldErrors {
 			continue
 		}
 		ch := m.Channels[name]
-		errs = append(errs, validateChannel("channels."+name, &ch)...)
+		errs = append(errs, validateChannel("channels.", name, &ch)...)
 	}
 	if len(m.KPIs) > MaxKPIs {
 		add("kpis", "%d KPIs exceed the limit of %d", len(m.KPIs), MaxKPIs)
@@ -66,22 +66,25 @@ func ValidateModel(m *Model) FieldErrors {
 				continue
 			}
 			ch := k.Channels[name]
-			errs = append(errs, validateChannel(base+".channels."+name, &ch)...)
+			errs = append(errs, validateChannel(base+".channels.", name, &ch)...)
 		}
 	}
 	return errs
 }
 
-func validateChannel(path string, ch *Channel) FieldErrors {
-	errs := validateCurve(path+".curve", &ch.Curve)
+// validateChannel checks the channel at field prefix+name (the path is only built for
+// an error).
+func validateChannel(prefix, name string, ch *Channel) FieldErrors {
+	errs := validateCurve(prefix, name, &ch.Curve)
 	if a := ch.Adstock; a != nil {
+		path := func() string { return prefix + name }
 		switch {
 		case a.Type != "geometric":
-			errs = append(errs, fieldErr(path+".adstock.type", "unknown adstock type %q (known: geometric)", a.Type))
+			errs = append(errs, fieldErr(path()+".adstock.type", "unknown adstock type %q (known: geometric)", a.Type))
 		case a.Decay == nil:
-			errs = append(errs, fieldErr(path+".adstock.decay", "missing"))
+			errs = append(errs, fieldErr(path()+".adstock.decay", "missing"))
 		case !(*a.Decay >= 0 && *a.Decay < 1):
-			errs = append(errs, fieldErr(path+".adstock.decay", "must be in [0, 1), got %g", *a.Decay))
+			errs = append(errs, fieldErr(path()+".adstock.decay", "must be in [0, 1), got %g", *a.Decay))
 		}
 	}
 	return errs
@@ -111,10 +114,11 @@ func paramIndex(name string) int {
 	panic("engine: unknown curve parameter " + name)
 }
 
-func validateCurve(path string, c *Curve) FieldErrors {
+// validateCurve checks the curve of the channel at field prefix+name.
+func validateCurve(prefix, name string, c *Curve) FieldErrors {
 	var errs FieldErrors
 	add := func(field, format string, args ...any) {
-		errs = append(errs, fieldErr(path+"."+field, format, args...))
+		errs = append(errs, fieldErr(prefix+name+".curve."+field, format, args...))
 	}
 	want, ok := curveParams[c.Type]
 	if !ok {

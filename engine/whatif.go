@@ -1,11 +1,6 @@
 package engine
 
-import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
-)
+import "fmt"
 
 // Evaluate is the what-if evaluation: the spend, KPIs, ROI and marginal ROI of each given
 // allocation against a model, with no optimisation. Channels missing from an allocation
@@ -52,16 +47,4 @@ func (pm *Prepared) Evaluate(allocations []map[string]float64) ([]Evaluation, er
 		return nil, bad
 	}
 	return out, nil
-}
-
-// ModelHash is the content hash of a model: SHA-256 of its canonical JSON (struct field
-// order, map keys sorted, numbers in Go's shortest round-trip form), so that formatting
-// and key order in the published event do not change it.
-func ModelHash(m *Model) string {
-	b, err := json.Marshal(m)
-	if err != nil { // a validated model always marshals
-		panic(fmt.Sprintf("engine: model does not marshal: %v", err))
-	}
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
 }
