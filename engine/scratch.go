@@ -35,10 +35,8 @@ func putScratch(w *scratch) {
 	if cap(w.f) > maxScratch || cap(w.price) > maxScratch || cap(w.env) > maxScratch {
 		return // a very large problem's memory is not worth keeping
 	}
-	clear(w.s) // drop the strings and slices they point to
-	clear(w.l)
-	clear(w.env)
-	clear(w.rows)
+	// What the slabs still point to (labels, curves) stays reachable until the pool lets
+	// the scratch go at a collection; carving zeroes them again.
 	scratchPool.Put(w)
 }
 
