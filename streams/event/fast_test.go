@@ -185,7 +185,7 @@ func genFloat(rng *rand.Rand) float64 {
 		return []float64{0, math.Copysign(0, -1), 1e-6, 9.999999e-7, 1e21, 9.99999999999999e20, math.MaxFloat64,
 			math.SmallestNonzeroFloat64, 1e-7, 123456789012345678, 0.1, -1.5}[rng.IntN(12)]
 	case 1:
-		return math.Float64frombits(rng.Uint64() &^ (0x7ff << 52) | uint64(rng.IntN(0x7ff))<<52) // never NaN or Inf
+		return math.Float64frombits(rng.Uint64()&^(0x7ff<<52) | uint64(rng.IntN(0x7ff))<<52) // never NaN or Inf
 	case 2:
 		return float64(rng.IntN(1e7))
 	default:
