@@ -36,6 +36,10 @@ type term struct {
 
 	sig0 float64 // logistic: σ(−k·x0)
 
+	// Hill with α > 1: the inflection in hillInvD1's variable u = ln(y/κ), and φ there
+	// without its target term, so that the inflection test costs no exponential
+	uInfl, phiInfl float64
+
 	// piecewise: breakpoints in curve units including (0,0), slopes between them; the
 	// slope after the last point is 0.
 	px, py, ps []float64
@@ -61,6 +65,11 @@ func newTerm(c *Curve, a *Adstock) *term {
 		t.kind = kindHill
 		if t.alpha > 1 {
 			t.infl = t.kappa * math.Pow((t.alpha-1)/(t.alpha+1), 1/t.alpha) / t.s
+			// φ(u) + target at the inflection, with phi3's own expressions (v < 0 there)
+			a := t.alpha
+			t.uInfl = math.Log((a-1)/(a+1)) / a
+			sp := math.Log1p(math.Exp(-math.Abs(a * t.uInfl)))
+			t.phiInfl = (a-1)*t.uInfl - 2*sp
 		}
 	case "saturation":
 		t.kind = kindSaturation
@@ -377,8 +386,8 @@ func (t *term) hillInvD1(m, hintY float64) (float64, float64, float64) {
 	}
 	lo := math.Inf(-1)
 	if a > 1 {
-		lo = math.Log((a-1)/(a+1)) / a
-		if f, _, _ := phi3(lo); f <= 0 {
+		lo = t.uInfl
+		if t.phiInfl-target <= 0 { // φ at the inflection, as phi3 would give it
 			return t.infl * t.s, 0, 0
 		}
 	}
