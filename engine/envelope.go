@@ -42,10 +42,18 @@ func newEnvelope(t *term, a, b float64) envelope {
 	}
 	// Tangency: ψ(z) = f'(z)(z−a) − (f(z)−f(a)) is positive at the inflection, negative
 	// at b here, and decreasing in between (ψ' = f''(z)(z−a) < 0 on the concave part).
-	psi := func(z float64) float64 { return t.d1(z)*(z-a) - (t.val(z) - e.fa) }
 	lo, hi := math.Max(t.infl, a), b
 	z := math.Min(b, lo+(lo-a)) // a usual neighbourhood of the tangency for S-curves
-	for i := 0; i < 100; i++ {
+	iterate := true
+	if t.kind == kindHill {
+		// From the origin the tangency has a closed form: f'(y)·y = f(y) at r = α−1,
+		// y = κ(α−1)^(1/α). From a > 0 (still in the convex part) the tangency lies left
+		// of it, since the origin's tangent line is above f(a): a better start.
+		if z0 := t.kappa * math.Pow(t.alpha-1, 1/t.alpha) / t.s; z0 > lo && z0 < b {
+			z, iterate = z0, a > 0
+		}
+	}
+	for i := 0; iterate && i < 100; i++ {
 		fz, d1z, d2z := t.vd12(z)    // one power for Hill curves
 		v := d1z*(z-a) - (fz - e.fa) // ψ(z)
 		if v > 0 {
@@ -66,15 +74,21 @@ func newEnvelope(t *term, a, b float64) envelope {
 	// there. That line lies above the curve on [a, z] (it is above f(a) at a because
 	// ψ(z) ≤ 0, and above the concave part by concavity) and joins the curve with the same
 	// slope, so the envelope is a true concave majorant however the iteration ended.
-	if psi(z) > 0 && hi-lo <= 1e-13*hi {
+	fz, d1z, _ := t.vd12(z)
+	psi := d1z*(z-a) - (fz - e.fa)
+	if psi > 0 && iterate && hi-lo <= 1e-13*hi {
 		z = hi
+		fz, d1z, _ = t.vd12(z)
+		psi = d1z*(z-a) - (fz - e.fa)
 	}
-	for step := 1e-13 * z; psi(z) > 0 && z < b; step *= 4 {
+	for step := 1e-13 * z; psi > 0 && z < b; step *= 4 {
 		z = math.Min(b, z+step)
+		fz, d1z, _ = t.vd12(z)
+		psi = d1z*(z-a) - (fz - e.fa)
 	}
 	e.z = z
-	e.m = t.d1(z)
-	e.fa = t.val(z) - e.m*(z-a)
+	e.m = d1z
+	e.fa = fz - e.m*(z-a)
 	return e
 }
 
