@@ -49,6 +49,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -96,6 +97,7 @@ type options struct {
 	seed       int64
 	pprofTop   bool
 	latCSV     string
+	latency    bool
 }
 
 func main() {
@@ -122,7 +124,11 @@ func run() int {
 	flag.Int64Var(&o.seed, "seed", 1, "seed of the request generator")
 	flag.StringVar(&o.latCSV, "latcsv", "", "write every latency-phase request (scheduled offset, append, log and end-to-end latency) to DIR/<backend>-<rate>.csv")
 	flag.BoolVar(&o.pprofTop, "pprof", true, "with -cpuprofile, summarise the profile by running go tool pprof")
+	flag.BoolVar(&o.latency, "latency", true, "run the latency phase (false: ceiling and throughput only, for quick CPU comparisons)")
 	flag.Parse()
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400) // as the atlas binary does (cmd/atlas/main.go)
+	}
 	o.backend = *backend
 	switch *backend {
 	case "both":
@@ -920,7 +926,10 @@ func runBackend(ctx context.Context, o options, name, runID string, gen *generat
 		label string
 		rate  float64
 	}{{"-rate", o.rate}}
-	if half := tp.steadyRate() / 2; o.halfRate && half < 0.9*o.rate {
+	if !o.latency {
+		rates = nil
+	}
+	if half := tp.steadyRate() / 2; o.latency && o.halfRate && half < 0.9*o.rate {
 		rates = append(rates, struct {
 			label string
 			rate  float64
