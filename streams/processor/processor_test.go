@@ -275,3 +275,78 @@ type notifier struct{ nc *nats.Conn }
 func (n notifier) Notify(_ context.Context, id string, ev []byte) error {
 	return n.nc.Publish(processor.ResultSubject(id), ev)
 }
+
+// commitLog records the Commit calls of the subscriptions it hands out.
+type commitLog struct {
+	streams.Log
+	mu      sync.Mutex
+	commits [][]streams.Message
+}
+
+func (l *commitLog) Subscribe(ctx context.Context, topic, group string) (streams.Subscription, error) {
+	s, err := l.Log.Subscribe(ctx, topic, group)
+	if err != nil {
+		return nil, err
+	}
+	return &commitSub{Subscription: s, log: l}, nil
+}
+
+type commitSub struct {
+	streams.Subscription
+	log *commitLog
+}
+
+func (s *commitSub) Commit(ctx context.Context, msgs ...streams.Message) error {
+	s.log.mu.Lock()
+	s.log.commits = append(s.log.commits, append([]streams.Message(nil), msgs...))
+	s.log.mu.Unlock()
+	return s.Subscription.Commit(ctx, msgs...)
+}
+
+// Requests whose results are appended wait up to CommitInterval to be committed
+// together; stopping commits whatever is pending, so a restart has nothing to redo.
+func TestStopCommitsPendingBatches(t *testing.T) {
+	dir := t.TempDir()
+	inner := openLog(t, dir)
+	defer inner.Close()
+	l := &commitLog{Log: inner}
+	topics := processor.DefaultTopics()
+	ctx := context.Background()
+	if err := processor.CreateTopics(ctx, l, topics, 4); err != nil {
+		t.Fatal(err)
+	}
+	appendRaw(t, l, topics.Models, "acme-mmm", mustEvent(t, event.ModelPublished, "m1", loadModel(t)))
+	const n = 12
+	for i := range n {
+		id := "r-" + string(rune('a'+i))
+		req := map[string]any{"request_id": id, "model_id": "acme-mmm", "constraints": map[string]any{"total": 300000}}
+		appendRaw(t, l, topics.Requests, id, mustEvent(t, event.OptimizationRequested, "e-"+id, req))
+	}
+	// Batches of 2: six batches, each appended at once; an interval of an hour leaves
+	// every commit to the stop.
+	cfg := processor.Config{Log: l, Topics: topics, BatchSize: 2, CommitInterval: time.Hour}
+	runUntil(t, cfg, func() bool { return len(readAll(t, l, topics.Results)) >= n })
+
+	l.mu.Lock()
+	commits := l.commits
+	l.mu.Unlock()
+	if len(commits) != 1 || len(commits[0]) != n {
+		sizes := make([]int, len(commits))
+		for i, c := range commits {
+			sizes[i] = len(c)
+		}
+		t.Fatalf("commits of %v requests; want one commit of all %d at the stop", sizes, n)
+	}
+
+	// A restarted member of the group finds nothing left to do.
+	sub, err := inner.Subscribe(ctx, topics.Requests, "atlas-processor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	fctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if m, err := sub.Fetch(fctx); err == nil {
+		t.Fatalf("request %s/%d delivered again after a graceful stop", m.Topic, m.Offset)
+	}
+}
