@@ -510,16 +510,26 @@ func EncodeTrusted(typ, source, subject, id string, t time.Time, data any) ([]by
 }
 
 // appendData appends data's JSON form as marshal writes it. The types Atlas answers
-// with (engine.Result, Rejection) go through segmentio/encoding, which writes the same
-// bytes (encoding/json's number formatting, string escaping and sorted map keys;
-// TestAppendDataMatchesMarshal holds it to that) several times faster than
-// encoding/json's reflection: it was most of an audit's time per request. Anything else,
-// and any failure (for encoding/json's error), goes through marshal.
+// with (engine.Result, Rejection) are written by hand (result.go): encoding/json's
+// reflection was most of an audit's time per request. Anything else, and any failure
+// (for encoding/json's error), goes through marshal.
 func appendData(out []byte, data any) ([]byte, error) {
-	switch data.(type) {
-	case engine.Result, *engine.Result, Rejection, *Rejection:
-		if b, err := segjson.Append(out, data, segjson.SortMapKeys); err == nil {
+	switch d := data.(type) {
+	case engine.Result:
+		if b, err := appendResult(out, &d); err == nil {
 			return b, nil
+		}
+	case *engine.Result:
+		if d != nil {
+			if b, err := appendResult(out, d); err == nil {
+				return b, nil
+			}
+		}
+	case Rejection:
+		return appendRejection(out, &d), nil
+	case *Rejection:
+		if d != nil {
+			return appendRejection(out, d), nil
 		}
 	}
 	raw, err := marshal(data)

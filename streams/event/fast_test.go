@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -283,4 +284,72 @@ func FuzzAppendData(f *testing.F) {
 		sameEncoding(t, r)
 		sameEncoding(t, Rejection{RequestID: a, Errors: r.Errors})
 	})
+}
+
+// The hand-written encoder (result.go) knows these fields; a change to them must
+// change it too.
+func TestResultEncoderKnowsEveryField(t *testing.T) {
+	want := map[reflect.Type]string{
+		reflect.TypeFor[engine.Result]():        `RequestID string json:"request_id,omitempty"; ModelID string json:"model_id,omitempty"; ModelVersion int json:"model_version,omitempty"; ModelHash string json:"model_hash,omitempty"; Status string json:"status"; Objective string json:"objective,omitempty"; Allocation map[string]float64 json:"allocation,omitempty"; TotalSpend float64 json:"total_spend"; Expected map[string]float64 json:"expected,omitempty"; Current *engine.Evaluation json:"current,omitempty"; Channels map[string]engine.ChannelResult json:"channels,omitempty"; Certificate *engine.Certificate json:"certificate,omitempty"; Messages []string json:"messages,omitempty"; Errors []engine.FieldError json:"errors,omitempty"; Engine engine.EngineInfo json:"engine"; `,
+		reflect.TypeFor[engine.Evaluation]():    `TotalSpend float64 json:"total_spend"; Expected map[string]float64 json:"expected"; Channels map[string]engine.ChannelResult json:"channels,omitempty"; `,
+		reflect.TypeFor[engine.ChannelResult](): `Spend float64 json:"spend"; Response float64 json:"response"; ROI *float64 json:"roi"; MROI *float64 json:"mroi"; AtBound string json:"at_bound,omitempty"; `,
+		reflect.TypeFor[engine.Certificate]():   `Objective float64 json:"objective"; UpperBound *float64 json:"upper_bound,omitempty"; LowerBound *float64 json:"lower_bound,omitempty"; Gap float64 json:"gap"; `,
+		reflect.TypeFor[engine.EngineInfo]():    `Version string json:"version"; Algorithm string json:"algorithm,omitempty"; Iterations int json:"iterations"; Nodes int json:"nodes,omitempty"; ElapsedMicros int64 json:"elapsed_us"; `,
+		reflect.TypeFor[engine.FieldError]():    `Field string json:"field,omitempty"; Message string json:"error"; `,
+		reflect.TypeFor[Rejection]():            `RequestID string json:"request_id"; Errors engine.FieldErrors json:"errors"; `,
+	}
+	for typ, fields := range want {
+		var got strings.Builder
+		for f := range typ.Fields() {
+			fmt.Fprintf(&got, "%s %s %s; ", f.Name, f.Type, f.Tag)
+		}
+		if got.String() != fields {
+			t.Errorf("%s is now\n%s\nwas\n%s\nupdate appendResult (result.go) and this list", typ, got.String(), fields)
+		}
+		for _, m := range []string{"MarshalJSON", "MarshalText"} {
+			if _, ok := typ.MethodByName(m); ok {
+				t.Errorf("%s has a %s method: appendResult must call it", typ, m)
+			}
+			if _, ok := reflect.PointerTo(typ).MethodByName(m); ok {
+				t.Errorf("*%s has a %s method: appendResult must call it", typ, m)
+			}
+		}
+	}
+}
+
+// The engine's own answers, including rejections and what-if blocks, encode as
+// encoding/json encodes them.
+func TestAppendDataMatchesMarshalOnSolves(t *testing.T) {
+	var n int
+	for _, name := range []string{"acme-model.json", "demo-model.json"} {
+		raw, err := os.ReadFile("../../examples/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := engine.DecodeModel(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pm, err := engine.Prepare(&m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs, err := os.ReadFile("../../examples/acme-requests.ndjson")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range bytes.Lines(reqs) {
+			req, err := engine.DecodeRequest(line)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := pm.Solve(&req)
+			sameEncoding(t, res)
+			sameEncoding(t, Rejection{RequestID: req.RequestID, Errors: res.Errors})
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no requests solved")
+	}
 }
