@@ -136,6 +136,13 @@ func newEncoder(w *Writer) *encoder {
 	for range n {
 		e.wg.Go(func() {
 			for c := range e.todo {
+				// Sized for the whole chunk up front: growing the buffer line by line
+				// copied it over and over (a sixth of an export's CPU).
+				size := 0
+				for i := range c.msgs {
+					size += len(c.msgs[i].Topic) + 2*len(c.msgs[i].Key) + len(c.msgs[i].Value)*4/3 + 128
+				}
+				c.buf = make([]byte, 0, size)
 				for i := range c.msgs {
 					c.buf = appendMessage(c.buf, &c.msgs[i])
 				}
