@@ -48,7 +48,7 @@ func main() {
 	n := flag.Int("n", 50000, "requests (each with a result event)")
 	chAddr := flag.String("clickhouse", "127.0.0.1:19000", "ClickHouse native address")
 	brokers := flag.String("kafka", "127.0.0.1:19092", "Kafka brokers")
-	batch := flag.Int("batch", 0, "rows per store write (default: atlas replay's, 5000 on SQLite, 50000 on ClickHouse)")
+	batch := flag.Int("batch", 0, "rows per store write (default: atlas replay's, 20000 on SQLite, 50000 on ClickHouse)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the replays to FILE")
 	flag.Parse()
 	if os.Getenv("GOGC") == "" {
@@ -68,7 +68,7 @@ func main() {
 	fmt.Println("| target | log | messages | raw read (msg/s) | replay (msg/s) | rows written | rows/s | replay / read | CPU µs/msg: read, replay |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	if *target == "sqlite" || *target == "both" {
-		if err := benchSQLite(ctx, *n, or(*batch, 5000)); err != nil {
+		if err := benchSQLite(ctx, *n, or(*batch, 20000)); err != nil {
 			fail(err)
 		}
 	}

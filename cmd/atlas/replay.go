@@ -62,7 +62,7 @@ func runReplay(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	doSwitch := fs.Bool("switch", false, "switch the generation in once built")
 	force := fs.Bool("force", false, "switch a generation that starts after the start of the log")
 	projector := fs.String("projector", envString("ATLAS_PROJECTOR", "atlas-projector"), "checkpoint name of the live projector [ATLAS_PROJECTOR]")
-	batch := fs.Int("batch", 0, "rows per write (default 5000 on SQLite, 50000 on ClickHouse, whose inserts cost more per call)")
+	batch := fs.Int("batch", 0, "rows per write (default 20000 on SQLite, 50000 on ClickHouse, whose inserts cost more per call)")
 	progress := fs.String("progress", "auto", "auto (a bar on a terminal, else log lines), bar, log or none")
 	every := fs.Duration("progress-every", 10*time.Second, "interval of progress log lines")
 
@@ -135,7 +135,11 @@ func runReplay(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	}
 	defer target.Close()
 	if *batch <= 0 {
-		*batch = 5000
+		// SQLite: a commit writes every page the batch touched to the WAL, and the
+		// B-trees' upper pages are touched by every batch, so larger transactions cost
+		// less per row (bench/replay: 26-28 µs of CPU per event at 5,000 rows, 24 at
+		// 20,000). A batch of 20,000 rows holds some 10-15 MB of events.
+		*batch = 20000
 		if sc.kind == "clickhouse" {
 			*batch = 50000
 		}
