@@ -98,6 +98,7 @@ type options struct {
 	pprofTop   bool
 	latCSV     string
 	latency    bool
+	procBatch  int
 }
 
 func main() {
@@ -117,6 +118,7 @@ func run() int {
 	flag.IntVar(&o.batch, "batch", 500, "records per Append when pre-loading (at most, in the latency phase), and per Commit in the raw consume")
 	flag.IntVar(&o.partitions, "partitions", 4, "partitions of every topic (the processor's default)")
 	flag.IntVar(&o.workers, "workers", 0, "processor workers (0: GOMAXPROCS)")
+	flag.IntVar(&o.procBatch, "procbatch", 0, "processor batch size (0: the processor's default)")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "overall deadline")
 	flag.DurationVar(&o.stall, "stall", 60*time.Second, "give up a phase when no progress is seen for this long")
 	flag.IntVar(&o.brokerPID, "broker-pid", 0, "pid of the Kafka broker, for its CPU use (0: read .local/kafka/kafka.pid)")
@@ -833,7 +835,7 @@ func runBackend(ctx context.Context, o options, name, runID string, gen *generat
 
 	metrics := processor.NewMetrics(nil)
 	p, err := processor.New(processor.Config{Log: procLog, Topics: topics, Group: group, Partitions: o.partitions,
-		Workers: o.workers, Source: "atlas/processor", Logger: zerolog.Nop(), Metrics: metrics})
+		Workers: o.workers, BatchSize: o.procBatch, Source: "atlas/processor", Logger: zerolog.Nop(), Metrics: metrics})
 	if err != nil {
 		return br, err
 	}
@@ -870,7 +872,7 @@ func runBackend(ctx context.Context, o options, name, runID string, gen *generat
 	}
 	defer stopProfile()
 
-	progress("%s: starting the processor (workers %d, batch size default)", name, o.workers)
+	progress("%s: starting the processor (workers %d, batch size %s)", name, o.workers, procBatchText(o.procBatch))
 	runCtx, stopProc := context.WithCancel(ctx)
 	procDone := make(chan error, 1)
 	before := snapshotAll(env.brokerPID)
@@ -1624,8 +1626,8 @@ func (r *report) print(w *os.File) {
 		}
 	}
 	p("Model `%s` (bench/pipeline/model10.json): %d channels (%s), geometric adstock on %d. Requests: exact total + bounds on every channel; "+
-		"request event %.0f B, result event %.0f B on average. %d partitions per topic; processor: %d workers, batch size 512 and batch wait 2 ms (defaults).",
-		r.model.ModelID, len(r.model.Channels), strings.Join(kindList, ", "), adstock, reqBytes, resBytes, o.partitions, o.workers)
+		"request event %.0f B, result event %.0f B on average. %d partitions per topic; processor: %d workers, batch size %s, batch wait 2 ms and commits every 50 ms (defaults).",
+		r.model.ModelID, len(r.model.Channels), strings.Join(kindList, ", "), adstock, reqBytes, resBytes, o.partitions, o.workers, procBatchText(o.procBatch))
 	p("")
 	p("## Summary")
 	p("")
@@ -2020,4 +2022,12 @@ func writeLatCSV(file string, start time.Time, sched, acked, recv, reqT, resT []
 		return err
 	}
 	return f.Close()
+}
+
+// procBatchText names the processor's batch size for the report.
+func procBatchText(n int) string {
+	if n <= 0 {
+		return "512 (default)"
+	}
+	return strconv.Itoa(n)
 }
