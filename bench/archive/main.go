@@ -48,7 +48,7 @@ func main() {
 	backend := flag.String("backend", "jetstream", "jetstream, kafka or both")
 	n := flag.Int("n", 100000, "requests in the history")
 	curves := flag.String("curves", "concave", "channel curves of the 10-channel model: concave or hill (S-shaped)")
-	profile = flag.String("cpuprofile", "", "write a CPU profile of the audit and export phases to FILE.audit and FILE.export")
+	profile = flag.String("cpuprofile", "", "write a CPU profile of the export, import and audit phases to FILE.export, FILE.import and FILE.audit")
 	brokers := flag.String("brokers", envOr("ATLAS_KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka brokers")
 	flag.Parse()
 	// As the atlas binary does (cmd/atlas/main.go), unless GOGC says otherwise.
@@ -261,7 +261,7 @@ type phase struct {
 }
 
 func timed(name string, f func() error, err *error) phase {
-	if *profile != "" && (name == "audit" || name == "export") {
+	if *profile != "" && (name == "audit" || name == "export" || name == "import") {
 		pf, perr := os.Create(*profile + "." + name)
 		if perr == nil {
 			pprof.StartCPUProfile(pf)
