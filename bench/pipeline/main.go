@@ -99,6 +99,7 @@ type options struct {
 	latCSV     string
 	latency    bool
 	procBatch  int
+	commitIvl  time.Duration
 }
 
 func main() {
@@ -119,6 +120,7 @@ func run() int {
 	flag.IntVar(&o.partitions, "partitions", 4, "partitions of every topic (the processor's default)")
 	flag.IntVar(&o.workers, "workers", 0, "processor workers (0: GOMAXPROCS)")
 	flag.IntVar(&o.procBatch, "procbatch", 0, "processor batch size (0: the processor's default)")
+	flag.DurationVar(&o.commitIvl, "commitinterval", 0, "processor CommitInterval (0: the processor's default; negative: commit every batch)")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "overall deadline")
 	flag.DurationVar(&o.stall, "stall", 60*time.Second, "give up a phase when no progress is seen for this long")
 	flag.IntVar(&o.brokerPID, "broker-pid", 0, "pid of the Kafka broker, for its CPU use (0: read .local/kafka/kafka.pid)")
@@ -835,7 +837,7 @@ func runBackend(ctx context.Context, o options, name, runID string, gen *generat
 
 	metrics := processor.NewMetrics(nil)
 	p, err := processor.New(processor.Config{Log: procLog, Topics: topics, Group: group, Partitions: o.partitions,
-		Workers: o.workers, BatchSize: o.procBatch, Source: "atlas/processor", Logger: zerolog.Nop(), Metrics: metrics})
+		Workers: o.workers, BatchSize: o.procBatch, CommitInterval: o.commitIvl, Source: "atlas/processor", Logger: zerolog.Nop(), Metrics: metrics})
 	if err != nil {
 		return br, err
 	}
