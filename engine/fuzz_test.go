@@ -135,9 +135,6 @@ func FuzzDecodeModel(f *testing.F) {
 			if h1, h2 := engine.ModelHash(&m), engine.ModelHash(&m2); h1 != h2 {
 				t.Fatalf("hash changes across a JSON round trip: %s vs %s\n%s", h1, h2, b)
 			}
-			if knownModelBug(&m) {
-				continue
-			}
 			// Evaluating a valid model at zero and at a modest plan gives finite numbers.
 			alloc := map[string]float64{}
 			for name := range m.Channels {
@@ -215,9 +212,6 @@ func FuzzSolve(f *testing.F) {
 		if req.Options.MaxNodes <= 0 || req.Options.MaxNodes > 500 {
 			req.Options.MaxNodes = 500
 		}
-		if knownBug(&req) {
-			t.Skip("known engine bug; see knownBug")
-		}
 		res := solveWithin(t, nil, &req, fuzzSolveDeadline, string(data))
 		for _, msg := range res.Messages {
 			if strings.Contains(msg, "internal error") {
@@ -254,87 +248,6 @@ func FuzzSolve(f *testing.F) {
 			}
 		}
 	})
-}
-
-// knownBug lets a long fuzzing session look past engine bugs already reported, when
-// ATLAS_FUZZ_SKIP_KNOWN=1 is set. By default nothing is skipped, so the saved crashers
-// under testdata/fuzz keep failing until the engine is fixed.
-func knownBug(req *engine.Request) bool {
-	if os.Getenv("ATLAS_FUZZ_SKIP_KNOWN") != "1" {
-		return false
-	}
-	if req.Model != nil && knownModelBug(req.Model) {
-		return true
-	}
-	// A maximisation with no finite total max (target_mroi without a total, or a total
-	// {"min": a} alone): the certificate's bound is NaN (0·Inf in the price search's
-	// dual), so the result cannot be marshalled.
-	switch t := req.Constraints.Total; req.Objective.Type {
-	case "", engine.ObjMaxKPI, engine.ObjWeighted, engine.ObjTargetMROI:
-		if t == nil && req.Objective.Type == engine.ObjTargetMROI {
-			return true
-		}
-		if t != nil && t.Exact == nil && t.Max == nil {
-			return true
-		}
-	}
-	// max_share·channels < 1 leaves only the all-zero plan; with a curve whose slope is
-	// infinite at 0 (power or hill with α < 1) the engine answers "infeasible" (or, with
-	// other curves, "feasible" with an absurd gap) although spending nothing honours it.
-	if ms := req.Constraints.MaxShare; ms != nil && req.Model != nil && *ms*float64(len(req.Model.Channels)) < 1 {
-		return true
-	}
-	// target_roi with no finite total max and a curve without a finite supremum (linear,
-	// power, log): the engine calls the spend unbounded (status invalid, no FieldError)
-	// even where the ROI falls below the target at a finite spend.
-	if req.Objective.Type == engine.ObjTargetROI && req.Model != nil {
-		t := req.Constraints.Total
-		if t == nil || (t.Exact == nil && t.Max == nil) {
-			for _, ch := range req.Model.Channels {
-				switch ch.Curve.Type {
-				case "linear", "power", "log":
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-// knownModelBug (only with ATLAS_FUZZ_SKIP_KNOWN=1): the validator's parameter limits do
-// not keep every evaluation finite. A power curve β·x^α with α up to 100 overflows to +Inf
-// at modest spend (x=1000, α=100), and so does a log curve β·ln(1+x/κ) with a tiny κ; the
-// +Inf reaches results and what-if answers, which then cannot be marshalled.
-func knownModelBug(m *engine.Model) bool {
-	if os.Getenv("ATLAS_FUZZ_SKIP_KNOWN") != "1" {
-		return false
-	}
-	check := func(chs map[string]engine.Channel) bool {
-		for _, ch := range chs {
-			c := ch.Curve
-			s := adstockScale(ch)
-			switch c.Type {
-			case "power":
-				if math.IsInf(*c.Beta*math.Pow(1e15*s, *c.Alpha), 0) {
-					return true
-				}
-			case "log":
-				if math.IsInf(1e15*s / *c.Kappa, 0) {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	if check(m.Channels) {
-		return true
-	}
-	for _, k := range m.KPIs {
-		if check(k.Channels) {
-			return true
-		}
-	}
-	return false
 }
 
 // ---------------------------------------------------------------------------------------
@@ -574,9 +487,6 @@ func FuzzSolveGenerated(f *testing.F) {
 			t.Skip("input over 64 KiB")
 		}
 		req := generateRequest(data)
-		if knownBug(req) {
-			t.Skip("known engine bug; see knownBug")
-		}
 		reqJSON, err := json.Marshal(req)
 		if err != nil {
 			t.Fatalf("generated request does not marshal: %v", err)

@@ -1,0 +1,148 @@
+package engine_test
+
+// Regression tests for the engine bugs a long fuzzing session found, which the fuzz
+// tests used to skip (knownBug/knownModelBug with ATLAS_FUZZ_SKIP_KNOWN=1). Each runs the
+// same checks as FuzzSolve on a concrete request.
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/atlas-mmm/atlas/engine"
+)
+
+// solveChecked solves a request given as JSON and applies FuzzSolve's checks: the result
+// marshals (no NaN/Inf), a plan honours every constraint, a concave problem is optimal,
+// an infeasibility claim is true, an invalid answer says why.
+func solveChecked(t *testing.T, input string) engine.Result {
+	t.Helper()
+	req := decodeReq(t, input)
+	res := engine.Solve(nil, &req)
+	checkResultShape(t, res)
+	switch res.Status {
+	case engine.StatusOptimal, engine.StatusFeasible:
+		for _, v := range planViolations(req.Model, &req, &res, 1e-6) {
+			t.Errorf("%s result breaks a constraint: %s", res.Status, v)
+		}
+		checkConcaveOptimal(t, &req, &res, input)
+		c := res.Certificate
+		if c == nil {
+			t.Fatalf("%s result without a certificate", res.Status)
+		}
+		for _, b := range []*float64{c.UpperBound, c.LowerBound, &c.Objective, &c.Gap} {
+			if b != nil && (math.IsNaN(*b) || math.IsInf(*b, 0)) {
+				t.Errorf("certificate %+v not finite", c)
+			}
+		}
+	case engine.StatusInfeasible:
+		checkInfeasibleClaim(t, &req, input)
+	case engine.StatusInvalid:
+		if len(res.Errors) == 0 {
+			t.Errorf("invalid without a FieldError: %q", res.Messages)
+		}
+	}
+	return res
+}
+
+func wantField(t *testing.T, res engine.Result, field string) {
+	t.Helper()
+	if res.Status != engine.StatusInvalid {
+		t.Fatalf("status %q, want invalid (%s)", res.Status, field)
+	}
+	for _, e := range res.Errors {
+		if e.Field == field {
+			return
+		}
+	}
+	t.Fatalf("errors %+v do not name %s", res.Errors, field)
+}
+
+const twoConcave = `"model":{"channels":{"a":{"curve":{"type":"hill","beta":100,"alpha":0.5,"kappa":10},"adstock":{"type":"geometric","decay":0.3}},"b":{"curve":{"type":"power","beta":5,"alpha":0.4}}}}`
+
+// Bug 1: a maximisation with no finite total max gave a NaN bound (0·Inf in the price
+// search's dual).
+func TestRegressionOpenTotalBound(t *testing.T) {
+	res := solveChecked(t, `{`+twoConcave+`,"objective":{"type":"target_mroi","mroi":0.5}}`)
+	mustStatus(t, res, engine.StatusOptimal)
+	res = solveChecked(t, `{`+twoConcave+`,"constraints":{"total":{"min":20}},"objective":{"type":"target_mroi","mroi":0.5}}`)
+	mustStatus(t, res, engine.StatusOptimal)
+	if res.TotalSpend < 20*(1-1e-9) {
+		t.Errorf("total spend %g below the minimum 20", res.TotalSpend)
+	}
+	// Without a price on spend the optimum is genuinely unbounded: a FieldError.
+	for _, obj := range []string{`{"type":"max_kpi"}`, `{"type":"weighted","weights":{"revenue":1}}`} {
+		res = solveChecked(t, `{`+twoConcave+`,"constraints":{"total":{"min":20}},"objective":`+obj+`}`)
+		wantField(t, res, "constraints.total")
+	}
+}
+
+// Bug 2: max_share·channels < 1 leaves only the all-zero plan; with an infinite slope at
+// zero the engine called it infeasible.
+func TestRegressionMaxShareAllZero(t *testing.T) {
+	for _, obj := range []string{`{"type":"max_kpi"}`, `{"type":"target_mroi","mroi":1}`, `{"type":"target_roi","roi":1}`,
+		`{"type":"min_spend","target":{"revenue":0}}`} {
+		res := solveChecked(t, `{`+twoConcave+`,"constraints":{"total":{"max":100},"max_share":0.3},"objective":`+obj+`}`)
+		mustStatus(t, res, engine.StatusOptimal)
+		if res.TotalSpend != 0 {
+			t.Errorf("%s: spend %g, want the all-zero plan", obj, res.TotalSpend)
+		}
+		if res.Certificate.Gap > 1e-12 {
+			t.Errorf("%s: gap %g on the only feasible plan", obj, res.Certificate.Gap)
+		}
+	}
+	// Spend that must be positive conflicts with it: infeasible, with the reason.
+	res := solveChecked(t, `{`+twoConcave+`,"constraints":{"total":{"min":10,"max":100},"max_share":0.3},"objective":{"type":"max_kpi"}}`)
+	mustStatus(t, res, engine.StatusInfeasible)
+	res = solveChecked(t, `{`+twoConcave+`,"constraints":{"channels":{"a":{"min":1}},"max_share":0.3},"objective":{"type":"target_mroi","mroi":1}}`)
+	mustStatus(t, res, engine.StatusInfeasible)
+	if !strings.Contains(strings.Join(res.Messages, ";"), "max_share") {
+		t.Errorf("infeasibility does not name max_share: %q", res.Messages)
+	}
+}
+
+// Bug 3: target_roi with no total max and a curve without a finite supremum was called
+// unbounded (invalid, no FieldError) although the ROI falls below target at finite spend.
+func TestRegressionTargetROIOpenTotal(t *testing.T) {
+	for _, ch := range []string{`{"type":"linear","beta":0.5}`, `{"type":"power","beta":10,"alpha":0.5}`,
+		`{"type":"power","beta":0.5,"alpha":1}`, `{"type":"log","beta":50,"kappa":5}`} {
+		res := solveChecked(t, `{"model":{"channels":{"a":{"curve":`+ch+`},"b":{"curve":{"type":"log","beta":50,"kappa":5}}}},"objective":{"type":"target_roi","roi":1}}`)
+		mustStatus(t, res, engine.StatusOptimal)
+		if roi := res.Expected["revenue"] / res.TotalSpend; roi < 1-1e-9 {
+			t.Errorf("%s: ROI %g below the target 1", ch, roi)
+		}
+	}
+	// Really unbounded: a channel returns at least the target per unit forever.
+	for _, ch := range []string{`{"type":"linear","beta":2}`, `{"type":"power","beta":1,"alpha":1.5}`} {
+		res := solveChecked(t, `{"model":{"channels":{"a":{"curve":`+ch+`},"b":{"curve":{"type":"log","beta":50,"kappa":5}}}},"objective":{"type":"target_roi","roi":1}}`)
+		wantField(t, res, "constraints.total")
+	}
+}
+
+// Bug 4: parameter limits that let β·x^α or β·ln(1+x/κ) overflow. The validator names the
+// parameter; the largest allowed values stay finite at the largest allowed spend.
+func TestRegressionParameterLimitsFinite(t *testing.T) {
+	for in, field := range map[string]string{
+		`{"type":"power","beta":1,"alpha":100}`: "model.channels.a.curve.alpha",
+		`{"type":"power","beta":1,"alpha":4.5}`: "model.channels.a.curve.alpha",
+		`{"type":"log","beta":1,"kappa":1e-9}`:  "model.channels.a.curve.kappa",
+	} {
+		var req engine.Request
+		if err := json.Unmarshal([]byte(`{"model":{"channels":{"a":{"curve":`+in+`}}},"constraints":{"total":1000}}`), &req); err != nil {
+			t.Fatal(err)
+		}
+		wantField(t, solveOK(t, nil, &req), field)
+	}
+	for _, ch := range []string{`{"type":"power","beta":1e15,"alpha":4}`, `{"type":"log","beta":1e15,"kappa":1e-6}`} {
+		for _, total := range []string{`1000`, `1e15`} {
+			res := solveChecked(t, `{"model":{"channels":{"a":{"curve":`+ch+`,"adstock":{"type":"geometric","decay":0.999}},"b":{"curve":{"type":"linear","beta":1}}}},"constraints":{"total":`+total+`}}`)
+			mustStatus(t, res, engine.StatusOptimal)
+			for k, v := range res.Expected {
+				if math.IsInf(v, 0) || math.IsNaN(v) {
+					t.Errorf("expected[%s] = %v", k, v)
+				}
+			}
+		}
+	}
+}
