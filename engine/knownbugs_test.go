@@ -146,3 +146,17 @@ func TestRegressionParameterLimitsFinite(t *testing.T) {
 		}
 	}
 }
+
+// The price search's Newton steps oscillated across the answer without shrinking the
+// bracket (a nearly linear channel, saturation with a huge κ, next to steep concave
+// ones) until the iteration cap, and a concave problem came back "feasible" with a gap
+// of 1e-3 (found by FuzzSolveGenerated, testdata 01850d879ff07043).
+func TestRegressionPriceSearchOscillation(t *testing.T) {
+	res := solveChecked(t, `{"model":{"model_id":"gen","baseline":12.471370006941846,"channels":{"digital":{"curve":{"type":"saturation","beta":68.47116921532557,"kappa":1349647.929772022},"adstock":{"type":"geometric","decay":0.2134236667429618}},"radio":{"curve":{"type":"piecewise","points":[[189632.4105943498,0]]},"adstock":{"type":"geometric","decay":0.18635294117647058}},"search":{"curve":{"type":"hill","beta":0.7626985859023448,"alpha":0.22815432371706781,"kappa":20.780072518241724},"adstock":{"type":"geometric","decay":0.18635294117647058}},"tv":{"curve":{"type":"saturation","beta":0.7626985859023448,"kappa":20.780072518241724}}}},"budget":{"digital":1066,"search":499,"tv":484},"constraints":{"total":1751,"channels":{"search":{"max":1287},"tv":{"min":80}}},"objective":{"type":"weighted","weights":{"revenue":0.9831288624399176}},"options":{"max_nodes":200}}`)
+	mustStatus(t, res, engine.StatusOptimal)
+	// equal marginal returns on the three channels inside their boxes
+	d, s, tv := *res.Channels["digital"].MROI, *res.Channels["search"].MROI, *res.Channels["tv"].MROI
+	if relDiff(d, s) > 1e-6 || relDiff(s, tv) > 1e-6 {
+		t.Errorf("marginal returns differ: %g %g %g", d, s, tv)
+	}
+}

@@ -359,6 +359,11 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			}
 		}
 	}
+	// The last residuals |S(λ) − target|: Newton's method can oscillate across the
+	// answer (a nearly linear channel next to a steep one) while barely shrinking the
+	// bracket. When neither of the last two steps improved on the residual two steps
+	// before it by a tenth, the next step is a bisection.
+	res1, res2, res3, res4 := math.Inf(1), math.Inf(1), math.Inf(1), math.Inf(1)
 	for it := 0; it < 300; it++ {
 		// S(λ) jumps where a channel's envelope has a linear piece of slope λ; while such
 		// a price lies inside the bracket, try it: it is either the answer or it halves the
@@ -374,7 +379,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		if len(brk) > 0 && brk[0] < lb {
 			k := sort.SearchFloat64s(brk, lb)
 			next = brk[k/2]
-		} else if !math.IsNaN(last) && dS < 0 && !math.IsInf(dS, -1) {
+		} else if !math.IsNaN(last) && dS < 0 && !math.IsInf(dS, -1) && !(res1 > 0.9*res3 && res2 > 0.9*res4) {
 			if last > 0 && sl > 0 {
 				// Newton on log S against log λ: power-law responses make S(λ) a
 				// straight line there, and saturating ones nearly so.
@@ -405,6 +410,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		lam = next
 		sl, sh, _, dS = eval(lam)
 		last = lam
+		res4, res3, res2, res1 = res3, res2, res1, math.Abs(sl-target)
 		if sl <= target && target <= sh {
 			return r.blend(xl, xh, sl, sh, target), r.settleAt(coef, lam, xl), evals, true
 		}
