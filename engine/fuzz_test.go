@@ -615,9 +615,6 @@ func concaveModel(m *engine.Model) bool {
 // failed (the search-node cap cannot be the reason: there is nothing to branch on).
 func checkConcaveOptimal(t *testing.T, req *engine.Request, res *engine.Result, input string) {
 	t.Helper()
-	if os.Getenv("ATLAS_FUZZ_SKIP_KNOWN") == "1" {
-		return // known: concave problems with coupling rows stop "feasible" (see report)
-	}
 	if res.Status == engine.StatusFeasible && req.Model != nil && concaveModel(req.Model) {
 		gap := math.NaN()
 		if res.Certificate != nil {

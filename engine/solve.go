@@ -194,6 +194,9 @@ func (s *session) maximise(p *problem) solved {
 	}
 	scale := p.gapScale(out.x, out.value)
 	ub := boundSlack(math.Max(out.ub, out.value), scale)
+	if p.point() {
+		ub = out.value // the only plan there is: its value is the bound
+	}
 	status := StatusFeasible
 	if out.complete && ub-out.value <= s.gap*scale {
 		status = StatusOptimal
@@ -418,12 +421,26 @@ func (s *session) targetROI(roi float64) solved {
 	}
 	scale := bestQ.gapScale(bestOut.x, bestOut.value)
 	ub := boundSlack(math.Max(bestOut.ub, bestOut.value), scale)
+	if bestQ.point() {
+		ub = bestOut.value
+	}
 	st := StatusFeasible
 	if bestOut.complete && ub-bestOut.value <= s.gap*scale {
 		st = StatusOptimal
 	}
 	c := p.objConst()
 	return solved{x: bestOut.x, status: st, objective: bestOut.value + c, bound: ub + c}
+}
+
+// point reports whether the box holds a single plan (every channel pinned, as when
+// max_share·channels < 1 leaves only spending nothing).
+func (p *problem) point() bool {
+	for i := range p.lo {
+		if p.lo[i] != p.hi[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // finish assembles the result from an objective-level answer.
