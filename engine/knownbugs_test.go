@@ -160,3 +160,25 @@ func TestRegressionPriceSearchOscillation(t *testing.T) {
 		t.Errorf("marginal returns differ: %g %g %g", d, s, tv)
 	}
 }
+
+// target_mroi capped each channel's spend at its own price point (where its marginal
+// return falls below the price) even where a constraint forces spend past it (a group or
+// total minimum, a ratio, a floor), and called satisfiable requests infeasible (found by
+// FuzzSolveGenerated, testdata c015df1092f7b2bf) or answered "optimal" in the wrong box.
+func TestRegressionForcedSpendPastPricePoint(t *testing.T) {
+	res := solveChecked(t, `{"model":{"model_id":"gen","baseline":12.471370006941846,"channels":{"digital":{"curve":{"type":"saturation","beta":0.7626985859023448,"kappa":20.780072518241724},"adstock":{"type":"geometric","decay":0.18635294117647058}},"radio":{"curve":{"type":"saturation","beta":0.7626985859023448,"kappa":20.780072518241724},"adstock":{"type":"geometric","decay":0.18635294117647058}},"search":{"curve":{"type":"saturation","beta":0.7626985859023448,"kappa":20.780072518241724},"adstock":{"type":"geometric","decay":0.18635294117647058}},"tv":{"curve":{"type":"saturation","beta":0.7626985859023448,"kappa":20.780072518241724},"adstock":{"type":"geometric","decay":0.18635294117647058}}}},"budget":{"tv":464},"constraints":{"channels":{"tv":{"min":63}},"groups":[{"name":"g","channels":["digital","search"],"max":909},{"name":"g","channels":["tv","radio"],"min":463}],"ratios":[{"numerator":"radio","denominator":"search","max":0.16796668970161213}]},"objective":{"type":"target_mroi","mroi":84.03647779470431},"options":{"max_nodes":200}}`)
+	mustStatus(t, res, engine.StatusOptimal)
+	if s := res.Allocation["tv"] + res.Allocation["radio"]; relDiff(s, 463) > 1e-9 {
+		t.Errorf("tv + radio = %g, want the group minimum 463 (the price makes every unit a loss)", s)
+	}
+	// A total minimum past the sum of the price points: spend exactly the minimum, split
+	// where the marginal returns are equal.
+	res = solveChecked(t, `{`+twoConcave+`,"constraints":{"total":{"min":1000}},"objective":{"type":"target_mroi","mroi":0.5}}`)
+	mustStatus(t, res, engine.StatusOptimal)
+	if relDiff(res.TotalSpend, 1000) > 1e-9 {
+		t.Errorf("total spend %g, want the minimum 1000", res.TotalSpend)
+	}
+	if a, b := *res.Channels["a"].MROI, *res.Channels["b"].MROI; relDiff(a, b) > 1e-6 {
+		t.Errorf("marginal returns differ: %g %g", a, b)
+	}
+}

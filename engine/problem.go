@@ -642,13 +642,16 @@ func compileWith(pm *Prepared, req *Request, ws *scratch) (*problem, FieldErrors
 
 // capSpend makes every box finite. Spend beyond the total's maximum is impossible; for
 // objectives that price spend (target_mroi) spend beyond the point where a channel's own
-// marginal return falls below the price is never worth it. It returns an error message
-// when the spend is unbounded, which only happens with curves whose return never falls.
+// marginal return falls below the price is never worth it — unless constraints force
+// spend (a total minimum, a group or ratio minimum, a KPI floor), which forcedCap allows
+// for. It returns an error message when the spend is unbounded, which only happens with
+// curves whose return never falls.
 func (p *problem) capSpend() string {
 	sumLo := 0.0
 	for _, v := range p.lo {
 		sumLo += v
 	}
+	var priced []int // channels capped at their price point
 	for i := range p.hi {
 		if !math.IsInf(p.thi, 1) {
 			p.hi[i] = math.Min(p.hi[i], math.Max(p.lo[i], p.thi-(sumLo-p.lo[i])))
@@ -661,12 +664,123 @@ func (p *problem) capSpend() string {
 			if !math.IsInf(cp, 1) {
 				p.hi[i] = math.Max(p.lo[i], cp)
 				p.hiSrc[i] = []string{"objective.mroi"}
+				priced = append(priced, i)
 				continue
 			}
 		}
 		return fmt.Sprintf("spend on channel %s is unbounded: give constraints.total a max or the channel a max", p.names[i])
 	}
+	if len(priced) > 0 && p.forcesSpend(sumLo) {
+		p.forcedCap(priced)
+	}
 	return ""
+}
+
+// forcesSpend reports whether a constraint other than the channels' own minimums can make
+// a plan spend more on a channel than its price point.
+func (p *problem) forcesSpend(sumLo float64) bool {
+	if p.tlo > sumLo || len(p.floors) > 0 {
+		return true
+	}
+	for _, r := range p.rows {
+		if !math.IsInf(r.lo, -1) {
+			return true
+		}
+	}
+	return false
+}
+
+// respUB is channel i's weighted response at x: an upper bound on it over [0, x], the
+// curves being non-decreasing and the weights non-negative.
+func (p *problem) respUB(i int, x float64) float64 {
+	v := 0.0
+	for k, t := range p.terms[i] {
+		if t != nil && p.w[k] != 0 {
+			v += p.w[k] * t.val(x)
+		}
+	}
+	return v
+}
+
+// forcedCap widens the price-point caps of the channels in priced where constraints may
+// force spend past them, by duality with a feasible plan x0 of value f0: a plan better
+// than x0 has h_i(x_i) ≥ f0 − Σ_{j≠i} C_j for each channel i, where h_i(x) = G_i(x) − c·x
+// is the channel's share of the objective and C_j ≥ max h_j over its range. Past its
+// price point h_i decreases, so this caps x_i. Without a feasible plan at hand (KPI
+// floors the current plan misses) the price points stay the caps.
+func (p *problem) forcedCap(priced []int) {
+	// x0 is feasible without the price-point caps
+	capped := make([]float64, len(priced))
+	for k, i := range priced {
+		capped[k], p.hi[i] = p.hi[i], math.Inf(1)
+	}
+	var x0 []float64
+	if p.budget != nil && p.feasible(p.budget, 0) {
+		x0 = p.budget
+	} else if x, ok := linearFeasiblePoint(p, p.lo, p.hi); ok && p.feasible(x, 0) {
+		x0 = x
+	}
+	for k, i := range priced {
+		p.hi[i] = capped[k]
+	}
+	if x0 == nil {
+		return
+	}
+	f0 := p.objective(x0)
+	n := p.n()
+	c := make([]float64, n)
+	for j := 0; j < n; j++ {
+		// On a finite range max h_j is at most G_j(hi_j) − c·lo_j.
+		c[j] = p.respUB(j, p.hi[j]) - p.cost*p.lo[j]
+	}
+	for _, j := range priced {
+		// Past its price point h_j decreases; before it, the curve's slope rises and then
+		// falls (or only falls), so h_j's maximum is at lo_j or at the price point, or at
+		// a breakpoint of a piecewise curve. (A priced channel has one objective term.)
+		h := func(x float64) float64 { return p.respUB(j, x) - p.cost*x }
+		lo, cp := p.lo[j], p.hi[j]
+		best := math.Max(h(lo), h(cp))
+		for k, t := range p.terms[j] {
+			if t != nil && p.w[k] != 0 && t.kind == kindPiecewise {
+				for _, bx := range t.px {
+					if x := bx / t.s; x > lo && x < cp {
+						best = math.Max(best, h(x))
+					}
+				}
+			}
+		}
+		// a few rounding errors of slack keep the bound sound
+		c[j] = math.Min(c[j], best+1e-12*math.Max(math.Abs(best), p.respUB(j, cp)))
+	}
+	sumC := 0.0
+	for j := 0; j < n; j++ {
+		sumC += c[j]
+	}
+	for _, i := range priced {
+		need := f0 - (sumC - c[i]) // h_i(x_i) must reach this
+		h := func(x float64) float64 { return p.respUB(i, x) - p.cost*x }
+		a := p.hi[i]
+		if h(a) < need {
+			continue
+		}
+		b := math.Max(2*a, 1)
+		for h(b) >= need && b < maxParam*1e3 {
+			a, b = b, 2*b
+		}
+		if h(b) >= need {
+			continue // keep the price point: no finite cap found (cannot happen past it)
+		}
+		for it := 0; it < 200 && b-a > 1e-12*b; it++ {
+			m := a + (b-a)/2
+			if h(m) >= need {
+				a = m
+			} else {
+				b = m
+			}
+		}
+		p.hi[i] = b
+		p.hiSrc[i] = nil
+	}
 }
 
 // priceCap is the spend beyond which channel i's objective terms return less than p.cost
