@@ -181,4 +181,11 @@ func TestRegressionForcedSpendPastPricePoint(t *testing.T) {
 	if a, b := *res.Channels["a"].MROI, *res.Channels["b"].MROI; relDiff(a, b) > 1e-6 {
 		t.Errorf("marginal returns differ: %g %g", a, b)
 	}
+	// A KPI floor past the price points, which the current plan misses: it was called
+	// out of reach ("at most 77.0077 under the other constraints").
+	res = solveChecked(t, `{`+twoConcave+`,"budget":{"a":1,"b":1},"objective":{"type":"target_mroi","mroi":0.5,"floors":{"revenue":150}}}`)
+	mustStatus(t, res, engine.StatusOptimal)
+	if v := res.Expected["revenue"]; v < 150*(1-1e-9) {
+		t.Errorf("revenue %g below the floor 150", v)
+	}
 }

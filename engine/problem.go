@@ -707,7 +707,8 @@ func (p *problem) respUB(i int, x float64) float64 {
 // than x0 has h_i(x_i) ≥ f0 − Σ_{j≠i} C_j for each channel i, where h_i(x) = G_i(x) − c·x
 // is the channel's share of the objective and C_j ≥ max h_j over its range. Past its
 // price point h_i decreases, so this caps x_i. Without a feasible plan at hand (KPI
-// floors the current plan misses) the price points stay the caps.
+// floors that neither the current plan nor the ones tried reach) the price points stay
+// the caps.
 func (p *problem) forcedCap(priced []int) {
 	// x0 is feasible without the price-point caps
 	capped := make([]float64, len(priced))
@@ -717,8 +718,23 @@ func (p *problem) forcedCap(priced []int) {
 	var x0 []float64
 	if p.budget != nil && p.feasible(p.budget, 0) {
 		x0 = p.budget
-	} else if x, ok := linearFeasiblePoint(p, p.lo, p.hi); ok && p.feasible(x, 0) {
-		x0 = x
+	} else if x, ok := linearFeasiblePoint(p, p.lo, p.hi); ok {
+		if p.feasible(x, 0) {
+			x0 = x
+		} else {
+			// A KPI floor the vertex misses: more spend on the uncapped channels may
+			// reach it (the curves never decrease).
+			y := make([]float64, len(x))
+			for t := 1.0; t <= maxParam && x0 == nil; t *= 4 {
+				copy(y, x)
+				for _, i := range priced {
+					y[i] += t
+				}
+				if p.feasible(y, 0) {
+					x0 = y
+				}
+			}
+		}
 	}
 	for k, i := range priced {
 		p.hi[i] = capped[k]
