@@ -42,31 +42,33 @@ func putScratch(w *scratch) {
 
 func grow(n, have, used int) int { return max(2*have, used+n, 64) }
 
+// carve hands out the next n zeroed elements of *slab (length and capacity n), starting
+// a new slab when this one is used up: slices carved earlier keep the old array, which
+// lives until the solve ends.
+func carve[T any](slab *[]T, off *int, n int) []T {
+	if *off+n > len(*slab) {
+		*slab, *off = make([]T, grow(n, len(*slab), 0)), 0
+	}
+	out := (*slab)[*off : *off+n : *off+n]
+	*off += n
+	clear(out)
+	return out
+}
+
 // floats returns n zeroed float64s (capacity n).
 func (w *scratch) floats(n int) []float64 {
 	if w == nil {
 		return make([]float64, n)
 	}
-	if w.fOff+n > len(w.f) {
-		w.f, w.fOff = make([]float64, grow(n, len(w.f), 0)), 0
-	}
-	out := w.f[w.fOff : w.fOff+n : w.fOff+n]
-	w.fOff += n
-	clear(out)
-	return out
+	return carve(&w.f, &w.fOff, n)
 }
 
-// strs returns an empty string slice with capacity n.
+// strs returns an empty string slice of capacity n, to append to.
 func (w *scratch) strs(n int) []string {
 	if w == nil {
 		return make([]string, 0, n)
 	}
-	if w.sOff+n > len(w.s) {
-		w.s, w.sOff = make([]string, grow(n, len(w.s), 0)), 0
-	}
-	out := w.s[w.sOff : w.sOff : w.sOff+n]
-	w.sOff += n
-	return out
+	return carve(&w.s, &w.sOff, n)[:0]
 }
 
 // lists returns n nil string slices.
@@ -74,13 +76,7 @@ func (w *scratch) lists(n int) [][]string {
 	if w == nil {
 		return make([][]string, n)
 	}
-	if w.lOff+n > len(w.l) {
-		w.l, w.lOff = make([][]string, grow(n, len(w.l), 0)), 0
-	}
-	out := w.l[w.lOff : w.lOff+n : w.lOff+n]
-	w.lOff += n
-	clear(out)
-	return out
+	return carve(&w.l, &w.lOff, n)
 }
 
 // envelopes returns n zero envelopes.
@@ -88,13 +84,7 @@ func (w *scratch) envelopes(n int) []envelope {
 	if w == nil {
 		return make([]envelope, n)
 	}
-	if w.eOff+n > len(w.env) {
-		w.env, w.eOff = make([]envelope, grow(n, len(w.env), 0)), 0
-	}
-	out := w.env[w.eOff : w.eOff+n : w.eOff+n]
-	w.eOff += n
-	clear(out)
-	return out
+	return carve(&w.env, &w.eOff, n)
 }
 
 // envRows returns n nil envelope rows.
@@ -102,13 +92,7 @@ func (w *scratch) envRows(n int) [][]envelope {
 	if w == nil {
 		return make([][]envelope, n)
 	}
-	if w.rOff+n > len(w.rows) {
-		w.rows, w.rOff = make([][]envelope, grow(n, len(w.rows), 0)), 0
-	}
-	out := w.rows[w.rOff : w.rOff+n : w.rOff+n]
-	w.rOff += n
-	clear(out)
-	return out
+	return carve(&w.rows, &w.rOff, n)
 }
 
 // priceWork returns the price search's n zeroed work values. The search is never
