@@ -567,7 +567,7 @@ const resultSelect = `SELECT request_id, model_id, model_version, model_hash, st
 	event_id, log_partition, log_offset, data
 FROM results FINAL`
 
-func scanResult(rows driver.Rows) (store.Result, error) {
+func scanResult(rows store.Rows) (store.Result, error) {
 	var (
 		r                          store.Result
 		modelVersion, part, offset int64
@@ -603,16 +603,7 @@ func (s *Store) results(ctx context.Context, query string, args ...any) ([]store
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []store.Result
-	for rows.Next() {
-		r, err := scanResult(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return store.Collect(rows, scanResult)
 }
 
 // Result returns one result.
@@ -660,16 +651,14 @@ FROM allocations FINAL WHERE request_id = ? ORDER BY channel`, requestID)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: allocations: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Allocation
-	for rows.Next() {
+	out, err := store.Collect(rows, func(rows store.Rows) (store.Allocation, error) {
 		var a store.Allocation
 		if err := rows.Scan(&a.RequestID, &a.Channel, &a.Spend, &a.Response, &a.ROI, &a.MROI, &a.AtBound); err != nil {
-			return nil, fmt.Errorf("clickhouse: allocations: %w", err)
+			return a, err
 		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+		return a, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("clickhouse: allocations: %w", err)
 	}
 	return out, nil
@@ -693,9 +682,7 @@ func (s *Store) models(ctx context.Context, query string, args ...any) ([]store.
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: models: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Model
-	for rows.Next() {
+	out, err := store.Collect(rows, func(rows store.Rows) (store.Model, error) {
 		var (
 			m                     store.Model
 			version, part, offset int64
@@ -704,14 +691,14 @@ func (s *Store) models(ctx context.Context, query string, args ...any) ([]store.
 			data                  string
 		)
 		if err := rows.Scan(&m.ModelID, &version, &m.Hash, &retired, &ns, &m.EventID, &part, &offset, &data); err != nil {
-			return nil, fmt.Errorf("clickhouse: models: %w", err)
+			return m, err
 		}
 		m.Version, m.Retired, m.Partition, m.Offset = int(version), retired != 0, int(part), offset
 		m.Published = store.FromUnixNanos(ns)
 		m.Data = store.Raw(data)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
+		return m, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("clickhouse: models: %w", err)
 	}
 	return out, nil
@@ -726,9 +713,7 @@ ORDER BY time_ns, log_topic, log_partition, log_offset, event_id`, requestID)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: audit: %w", err)
 	}
-	defer rows.Close()
-	var out []store.AuditEvent
-	for rows.Next() {
+	out, err := store.Collect(rows, func(rows store.Rows) (store.AuditEvent, error) {
 		var (
 			e        store.AuditEvent
 			part, ns int64
@@ -736,14 +721,14 @@ ORDER BY time_ns, log_topic, log_partition, log_offset, event_id`, requestID)
 		)
 		if err := rows.Scan(&e.EventID, &e.Type, &e.Topic, &part, &e.Offset, &e.Key, &e.Subject,
 			&ns, &e.ContentHash, &e.RequestID, &e.ModelID, &raw); err != nil {
-			return nil, fmt.Errorf("clickhouse: audit: %w", err)
+			return e, err
 		}
 		e.Partition = int(part)
 		e.Time = store.FromUnixNanos(ns)
 		e.Raw = store.Raw(raw)
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+		return e, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("clickhouse: audit: %w", err)
 	}
 	return out, nil
@@ -757,21 +742,19 @@ ORDER BY time_ns DESC, log_topic DESC, log_partition DESC, log_offset DESC LIMIT
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: dead letters: %w", err)
 	}
-	defer rows.Close()
-	var out []store.DeadLetter
-	for rows.Next() {
+	out, err := store.Collect(rows, func(rows store.Rows) (store.DeadLetter, error) {
 		var (
 			d        store.DeadLetter
 			part, ns int64
 		)
 		if err := rows.Scan(&d.Topic, &part, &d.Offset, &d.Reason, &ns, &d.Raw); err != nil {
-			return nil, fmt.Errorf("clickhouse: dead letters: %w", err)
+			return d, err
 		}
 		d.Partition = int(part)
 		d.Time = store.FromUnixNanos(ns)
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+		return d, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("clickhouse: dead letters: %w", err)
 	}
 	return out, nil
@@ -832,16 +815,14 @@ func (s *Store) Databases(ctx context.Context, prefix string) ([]string, error) 
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: databases: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, fmt.Errorf("clickhouse: databases: %w", err)
-		}
-		out = append(out, n)
+	out, err := store.Collect(rows, func(rows store.Rows) (n string, err error) {
+		err = rows.Scan(&n)
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: databases: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // DropDatabase drops database name with its tables; never the store's own.

@@ -402,16 +402,8 @@ func (s *Store) Results(ctx context.Context, q store.ResultQuery) ([]store.Resul
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: results: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Result
-	for rows.Next() {
-		r, err := scanResult(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("sqlite: results: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.Collect(rows, func(rows store.Rows) (store.Result, error) { return scanResult(rows) })
+	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: results: %w", err)
 	}
 	var next string
@@ -430,16 +422,14 @@ FROM allocations WHERE request_id = ? ORDER BY channel`, requestID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: allocations: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Allocation
-	for rows.Next() {
+	out, err := store.Collect(rows, func(rows store.Rows) (store.Allocation, error) {
 		var a store.Allocation
 		if err := rows.Scan(&a.RequestID, &a.Channel, &a.Spend, &a.Response, &a.ROI, &a.MROI, &a.AtBound); err != nil {
-			return nil, fmt.Errorf("sqlite: allocations: %w", err)
+			return a, err
 		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+		return a, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: allocations: %w", err)
 	}
 	return out, nil
@@ -462,20 +452,18 @@ func (s *Store) models(ctx context.Context, query string, args ...any) ([]store.
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: models: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Model
-	for rows.Next() {
+	out, err := store.Collect(rows, func(rows store.Rows) (store.Model, error) {
 		var m store.Model
 		var ns int64
 		var data string
 		if err := rows.Scan(&m.ModelID, &m.Version, &m.Hash, &m.Retired, &ns, &m.EventID, &m.Partition, &m.Offset, &data); err != nil {
-			return nil, fmt.Errorf("sqlite: models: %w", err)
+			return m, err
 		}
 		m.Published = store.FromUnixNanos(ns)
 		m.Data = store.Raw(data)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
+		return m, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: models: %w", err)
 	}
 	return out, nil
@@ -489,21 +477,19 @@ FROM audit WHERE request_id = ? ORDER BY time_ns, log_topic, log_partition, log_
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: audit: %w", err)
 	}
-	defer rows.Close()
-	var out []store.AuditEvent
-	for rows.Next() {
+	out, err := store.Collect(rows, func(rows store.Rows) (store.AuditEvent, error) {
 		var e store.AuditEvent
 		var ns int64
 		var raw string
 		if err := rows.Scan(&e.EventID, &e.Type, &e.Topic, &e.Partition, &e.Offset, &e.Key, &e.Subject,
 			&ns, &e.ContentHash, &e.RequestID, &e.ModelID, &raw); err != nil {
-			return nil, fmt.Errorf("sqlite: audit: %w", err)
+			return e, err
 		}
 		e.Time = store.FromUnixNanos(ns)
 		e.Raw = store.Raw(raw)
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+		return e, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: audit: %w", err)
 	}
 	return out, nil
@@ -517,20 +503,18 @@ FROM dead_letters ORDER BY time_ns DESC, log_topic DESC, log_partition DESC, log
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: dead letters: %w", err)
 	}
-	defer rows.Close()
-	var out []store.DeadLetter
-	for rows.Next() {
+	out, err := store.Collect(rows, func(rows store.Rows) (store.DeadLetter, error) {
 		var d store.DeadLetter
 		var ns int64
 		var raw []byte
 		if err := rows.Scan(&d.Topic, &d.Partition, &d.Offset, &d.Reason, &ns, &raw); err != nil {
-			return nil, fmt.Errorf("sqlite: dead letters: %w", err)
+			return d, err
 		}
 		d.Time = store.FromUnixNanos(ns)
 		d.Raw = string(raw)
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+		return d, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: dead letters: %w", err)
 	}
 	return out, nil
