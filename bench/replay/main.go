@@ -1,7 +1,7 @@
 // Command replay benchmarks `atlas replay`: how fast the read models are rebuilt from
 // the log, next to how fast the same log is merely read, in the same run.
 //
-//	go run ./bench/replay [-target sqlite|clickhouse|both] [-n 50000] [-cpuprofile FILE]
+//	go run ./bench/replay [-target sqlite|clickhouse|both] [-n 50000] [-cpuprofile FILE] [-watch NAME=PID,...]
 //
 // For each target, on a fresh log (embedded JetStream for the embedded SQLite store,
 // the local Kafka broker for ClickHouse, as deployed) holding n requests, n result
@@ -11,6 +11,10 @@
 //  1. raw read: Log.Read of every topic from start to end, messages/s;
 //  2. replay: replay.Replay.Build into a fresh generation (a new SQLite file, a new
 //     ClickHouse database), messages/s of log events replayed, and rows/s written.
+//
+// -cpuprofile profiles the replay phase only. -watch reports, on stderr, the CPU that
+// local services (the ClickHouse server, the Kafka broker) spent during the replay, per
+// message: on a machine they share, their work and the replay process's add up.
 //
 // The report is Markdown on stdout; progress goes to stderr. Services: ClickHouse at
 // -clickhouse (default 127.0.0.1:19000), Kafka at -kafka (default 127.0.0.1:19092).
@@ -28,6 +32,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -49,31 +54,31 @@ func main() {
 	chAddr := flag.String("clickhouse", "127.0.0.1:19000", "ClickHouse native address")
 	brokers := flag.String("kafka", "127.0.0.1:19092", "Kafka brokers")
 	batch := flag.Int("batch", 0, "rows per store write (default: atlas replay's, 20000 on SQLite, 50000 on ClickHouse)")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the replays to FILE")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the replay phase only (not the writing of the log nor the raw read) to FILE; FILE.sqlite and FILE.clickhouse with -target both")
+	var watch pidList
+	flag.Var(&watch, "watch", "NAME=PID of a local service (e.g. clickhouse=123,kafka=456) whose CPU during the replay to report per message (Linux /proc)")
 	flag.Parse()
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400) // as the atlas binary does (cmd/atlas/main.go)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fail(err)
+	profile := func(kind string) string {
+		if *cpuprofile == "" || *target != "both" {
+			return *cpuprofile
 		}
-		pprof.StartCPUProfile(f) //nolint:errcheck
-		defer pprof.StopCPUProfile()
+		return *cpuprofile + "." + kind
 	}
 	fmt.Printf("## Replay benchmark (%d requests, GOMAXPROCS %d, %s)\n\n", *n, runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
 	fmt.Println("| target | log | messages | raw read (msg/s) | replay (msg/s) | rows written | rows/s | replay / read | CPU µs/msg: read, replay |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	if *target == "sqlite" || *target == "both" {
-		if err := benchSQLite(ctx, *n, or(*batch, 20000)); err != nil {
+		if err := benchSQLite(ctx, *n, or(*batch, 20000), profile("sqlite"), watch); err != nil {
 			fail(err)
 		}
 	}
 	if *target == "clickhouse" || *target == "both" {
-		if err := benchClickHouse(ctx, *n, or(*batch, 50000), *chAddr, *brokers); err != nil {
+		if err := benchClickHouse(ctx, *n, or(*batch, 50000), *chAddr, *brokers, profile("clickhouse"), watch); err != nil {
 			fail(err)
 		}
 	}
@@ -119,7 +124,7 @@ func suffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-func benchSQLite(ctx context.Context, n, batch int) error {
+func benchSQLite(ctx context.Context, n, batch int, prof string, watch pidList) error {
 	dir, err := os.MkdirTemp("", "atlas-replay-bench-")
 	if err != nil {
 		return err
@@ -135,10 +140,10 @@ func benchSQLite(ctx context.Context, n, batch int) error {
 	if err != nil {
 		return err
 	}
-	return run(ctx, "SQLite (embedded)", "JetStream (embedded)", l, topics, tg, n, batch)
+	return run(ctx, "SQLite (embedded)", "JetStream (embedded)", l, topics, tg, n, batch, prof, watch)
 }
 
-func benchClickHouse(ctx context.Context, n, batch int, addr, brokers string) error {
+func benchClickHouse(ctx context.Context, n, batch int, addr, brokers, prof string, watch pidList) error {
 	l, err := kafka.Open(ctx, kafka.Config{Brokers: strings.Split(brokers, ","), Partitions: 4, ReplicationFactor: 1})
 	if err != nil {
 		return err
@@ -165,10 +170,10 @@ func benchClickHouse(ctx context.Context, n, batch int, addr, brokers string) er
 			admin.Close()
 		}
 	}()
-	return run(ctx, "ClickHouse "+addr, "Kafka "+brokers, l, topics, tg, n, batch)
+	return run(ctx, "ClickHouse "+addr, "Kafka "+brokers, l, topics, tg, n, batch, prof, watch)
 }
 
-func run(ctx context.Context, target, logName string, l streams.Log, topics processor.Topics, tg replay.Target, n, batch int) error {
+func run(ctx context.Context, target, logName string, l streams.Log, topics processor.Topics, tg replay.Target, n, batch int, prof string, watch pidList) error {
 	if err := processor.CreateTopics(ctx, l, topics, 4); err != nil {
 		return err
 	}
@@ -197,14 +202,29 @@ func run(ctx context.Context, target, logName string, l streams.Log, topics proc
 
 	// 2. Replay.
 	r := &replay.Replay{Log: l, Target: tg, Topics: topics, BatchRows: batch}
+	if prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
+	srv0 := watch.cpu()
 	cpu0 = cpuTime()
 	start = time.Now()
 	g, err := r.Build(ctx, "bench", replay.Spec{}, replay.Spec{})
+	took := time.Since(start)
+	replayCPU := cpuTime() - cpu0
+	srv := watch.cpu()
+	if prof != "" {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return err
 	}
-	took := time.Since(start)
-	replayCPU := cpuTime() - cpu0
 	fmt.Fprintf(os.Stderr, "  replay: %d messages in %v\n", g.Messages, took.Round(time.Millisecond))
 	if g.Messages != msgs {
 		return fmt.Errorf("replayed %d messages, read %d", g.Messages, msgs)
@@ -217,5 +237,58 @@ func run(ctx context.Context, target, logName string, l streams.Log, topics proc
 	rate := float64(g.Messages) / took.Seconds()
 	fmt.Printf("| %s | %s | %d | %.0f | %.0f | %d | %.0f | %.2f | %.1f, %.1f |\n", target, logName, msgs, readRate, rate, rows,
 		float64(rows)/took.Seconds(), rate/readRate, perMsg(readCPU, msgs), perMsg(replayCPU, msgs))
+	for i, w := range watch {
+		fmt.Fprintf(os.Stderr, "  %s (pid %d) during the replay: %.1f µs of CPU per message\n", w.name, w.pid, perMsg(srv[i]-srv0[i], msgs))
+	}
 	return nil
+}
+
+// pidList is the -watch flag: services whose CPU time the run reports.
+type pidList []struct {
+	name string
+	pid  int
+}
+
+func (l *pidList) String() string {
+	var parts []string
+	for _, w := range *l {
+		parts = append(parts, fmt.Sprintf("%s=%d", w.name, w.pid))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *pidList) Set(v string) error {
+	for item := range strings.SplitSeq(v, ",") {
+		name, pid, ok := strings.Cut(item, "=")
+		n, err := strconv.Atoi(pid)
+		if !ok || err != nil || n <= 0 {
+			return fmt.Errorf("want NAME=PID, got %q", item)
+		}
+		*l = append(*l, struct {
+			name string
+			pid  int
+		}{name, n})
+	}
+	return nil
+}
+
+// cpu returns each process's CPU time so far (user and system, from /proc/PID/stat;
+// 0 when unreadable).
+func (l pidList) cpu() []time.Duration {
+	out := make([]time.Duration, len(l))
+	for i, w := range l {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which may hold spaces) start after the last ')'.
+		f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		out[i] = time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+	}
+	return out
 }
