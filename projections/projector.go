@@ -39,6 +39,12 @@ type Projector struct {
 	Poll      time.Duration // wait between reads once caught up (default 50ms)
 	Logger    zerolog.Logger
 
+	// CommitRows, when above BatchRows, lets the store hold batches back
+	// (store.Batch.More) and commit them together: at least every CommitRows rows and
+	// at the end of each topic's read. A replay sets it, for fewer and larger writes;
+	// 0 commits every batch.
+	CommitRows int
+
 	// From and To bound what is projected (a replay, see projections/replay). A
 	// partition's checkpoint wins over From; the model topic is always read from its
 	// start whatever From says (version numbers depend on every earlier model event).
@@ -266,10 +272,16 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 		}
 		b := p.newBatch(cp)
 		msgs := 0
+		held := 0 // rows applied with More since the last commit
 		var newest time.Time
-		flush := func() error {
+		flush := func(last bool) error {
 			if b.Rows() == 0 && len(b.Checkpoint[topic]) == 0 {
 				return nil
+			}
+			held += b.Rows()
+			b.More = !last && p.CommitRows > p.BatchRows && held < p.CommitRows
+			if !b.More {
+				held = 0
 			}
 			if err := ap.submit(ctx, b, topic, msgs, newest); err != nil {
 				return err
@@ -289,12 +301,12 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 			p.project(&b, topic, m)
 			b.Checkpoint[topic][m.Partition] = m.Offset + 1
 			if b.Rows() >= p.BatchRows {
-				return flush()
+				return flush(false)
 			}
 			return nil
 		})
 		if err == nil && n > 0 {
-			err = flush()
+			err = flush(true)
 		}
 		if werr := ap.wait(); err == nil || errors.Is(werr, ErrSwitched) {
 			err = werr

@@ -202,6 +202,9 @@ func run(ctx context.Context, target, logName string, l streams.Log, topics proc
 
 	// 2. Replay.
 	r := &replay.Replay{Log: l, Target: tg, Topics: topics, BatchRows: batch}
+	if _, ok := tg.(*replay.ClickHouse); ok {
+		r.CommitRows = replay.ClickHouseCommitRows // as atlas replay
+	}
 	if prof != "" {
 		f, err := os.Create(prof)
 		if err != nil {

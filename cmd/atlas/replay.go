@@ -145,6 +145,9 @@ func runReplay(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		}
 	}
 	r := &replay.Replay{Target: target, Topics: lc.topics, Projector: *projector, BatchRows: *batch, Logger: logger}
+	if sc.kind == "clickhouse" {
+		r.CommitRows = replay.ClickHouseCommitRows
+	}
 
 	switch sub {
 	case "list":

@@ -145,7 +145,9 @@ func TestReplayAndSwitchClickHouse(t *testing.T) {
 	liveSnap := snapshot(t, live)
 	checkOnePerRequest(t, liveSnap, ids)
 
-	r := &Replay{Log: l, Target: tg, Topics: topics, BatchRows: 1000}
+	// Batches held back and committed every 3,000 rows, as atlas replay does on
+	// ClickHouse (ClickHouseCommitRows), at a scale that makes both commits happen.
+	r := &Replay{Log: l, Target: tg, Topics: topics, BatchRows: 1000, CommitRows: 3000}
 	if _, err := r.Build(ctx, "g1", Spec{}, Spec{}); err != nil {
 		t.Fatal(err)
 	}
@@ -249,4 +251,65 @@ func TestReplayAndSwitchClickHouse(t *testing.T) {
 	if err != nil || len(infos) != 3 {
 		t.Fatalf("List = %+v, %v", infos, err)
 	}
+}
+
+// failingOnce fails its nth Apply, as a lost connection would.
+type failingOnce struct {
+	store.Store
+	store.Generations
+	n int
+}
+
+func (f *failingOnce) Apply(ctx context.Context, b store.Batch) error {
+	if f.n--; f.n == 0 {
+		return errors.New("connection reset by peer")
+	}
+	return f.Store.Apply(ctx, b)
+}
+
+// On ClickHouse, with rows held back between commits: a replay interrupted while it
+// holds rows resumes from its last commit, and one whose write fails is retried from
+// there; both end equal to the live read models.
+func TestInterruptedReplayResumesClickHouse(t *testing.T) {
+	tg := clickHouseTarget(t)
+	l, topics := kafkaLog(t)
+	write(t, l, topics, replaytest.Options{Requests: 300, Duplicates: 20})
+	live := open(t, tg, "")
+	defer live.Close()
+	catchUp(t, l, topics, live)
+	liveSnap := snapshot(t, live)
+
+	ctx, cancel := context.WithCancel(testCtx(t))
+	wt := wrapTarget{tg, func(s store.Store) store.Store {
+		// The third Apply is the second batch of the requests topic, held back.
+		return &cancelling{Store: s, Generations: s.(store.Generations), n: 3, cancel: cancel}
+	}}
+	r := &Replay{Log: l, Target: wt, Topics: topics, BatchRows: 100, CommitRows: 400}
+	if _, err := r.Build(ctx, "g1", Spec{}, Spec{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted build: %v", err)
+	}
+	half := open(t, tg, "g1")
+	cp, _ := half.Checkpoint(testCtx(t), projector)
+	half.Close()
+	if len(cp[topics.Models]) == 0 || len(cp[topics.Requests]) != 0 {
+		t.Errorf("checkpoint of the interrupted build: %v, want the models topic's only (the rest was held)", cp)
+	}
+	r.Target = tg
+	if _, err := r.Build(testCtx(t), "g1", Spec{}, Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	gen := open(t, tg, "g1")
+	sameSnapshots(t, "resumed replay vs live", liveSnap, snapshot(t, gen))
+	gen.Close()
+
+	r.Target = wrapTarget{tg, func(s store.Store) store.Store {
+		// The fifth Apply commits the requests topic.
+		return &failingOnce{Store: s, Generations: s.(store.Generations), n: 5}
+	}}
+	if _, err := r.Build(testCtx(t), "g2", Spec{}, Spec{}); err != nil {
+		t.Fatalf("a build whose write failed once: %v", err)
+	}
+	gen = open(t, tg, "g2")
+	defer gen.Close()
+	sameSnapshots(t, "replay retried after a failed write vs live", liveSnap, snapshot(t, gen))
 }

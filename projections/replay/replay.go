@@ -62,6 +62,9 @@ type Replay struct {
 	Projector string // the live projector's checkpoint name (default "atlas-projector")
 	BatchRows int    // rows per Apply (default: the projector's)
 	Logger    zerolog.Logger
+	// CommitRows lets the store commit batches together, at most this many rows apart
+	// (projections.Projector.CommitRows; default: every batch).
+	CommitRows int
 	// Report, when set, is called every Every (default 1s) while a build or a catch-up
 	// runs, and once at its end.
 	Report func(Progress)
@@ -197,7 +200,7 @@ func (r *Replay) project(ctx context.Context, s store.Store, name, stage string,
 		return 0, err
 	}
 	proj := &projections.Projector{Log: r.Log, Store: s, Topics: r.topics(), Name: r.projectorName(),
-		BatchRows: r.BatchRows, From: from.bound(parts), To: toBound, Logger: r.Logger}
+		BatchRows: r.BatchRows, CommitRows: r.CommitRows, From: from.bound(parts), To: toBound, Logger: r.Logger}
 	est := newEstimate(start, proj.From, toBound, ends, r.topics().Models)
 
 	began := time.Now()
@@ -229,10 +232,24 @@ func (r *Replay) project(ctx context.Context, s store.Store, name, stage string,
 		}
 	}()
 
+	backoff, failures := stepBackoff, 0
 	for {
 		n, err := proj.Step(ctx)
 		if ctx.Err() != nil {
 			return proj.Messages(), fmt.Errorf("replay %q interrupted (run it again to resume): %w", name, ctx.Err())
+		}
+		if err != nil && !errors.Is(err, store.ErrInvalidBatch) && failures+1 < stepAttempts {
+			// A Step starts from the stored checkpoint, so a failed one (a lost
+			// connection; with CommitRows the store cannot retry a write itself, as the
+			// rows it held back are lost with it) is tried again from there.
+			failures++
+			r.Logger.Warn().Err(err).Str("generation", name).Dur("retry_in", backoff).Msg("replay step failed; retrying from the checkpoint")
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff *= 2
+			continue
 		}
 		if err != nil {
 			return proj.Messages(), fmt.Errorf("replay %q: %w", name, err)
@@ -244,6 +261,12 @@ func (r *Replay) project(ctx context.Context, s store.Store, name, stage string,
 		}
 	}
 }
+
+// Retries of a failed Step: attempts in all, and the first wait (doubling).
+const (
+	stepAttempts = 4
+	stepBackoff  = 100 * time.Millisecond
+)
 
 // estimate turns checkpoints into a share of the range done, in offset units: exact
 // for Kafka, whose offsets count messages per partition; proportional for JetStream,

@@ -140,6 +140,14 @@ type Batch struct {
 	DeadLetters []DeadLetter
 	Checkpoint  map[string]map[int]int64
 	Projector   string
+	// More says that the caller applies further batches right after this one (a
+	// replay): the store may hold this batch's rows back and commit them, with its
+	// checkpoint, together with a later batch's, writing fewer and larger parts
+	// (ClickHouse does; SQLite commits every batch). Until that commit the stored
+	// checkpoint stays where it was, so a failure in between only makes the projector
+	// re-apply rows; held rows may become visible before it, as re-applied rows are
+	// harmless.
+	More bool
 }
 
 // Rows is the number of rows the batch writes, checkpoint entries excluded.
@@ -175,8 +183,10 @@ type Store interface {
 	// nothing visible. The checkpoint is never visible before the rows it covers: on
 	// SQLite both commit together; on ClickHouse the checkpoint is written last, so a
 	// failure in between leaves the old checkpoint and the projector re-applies the rows.
-	// A batch Validate rejects (a caller's bug, never data) is refused before anything
-	// is written, with an error wrapping ErrInvalidBatch.
+	// A batch with More set may be held back until a later Apply without it (see
+	// Batch.More); Close drops what is held. A batch Validate rejects (a caller's bug,
+	// never data) is refused before anything is written, with an error wrapping
+	// ErrInvalidBatch.
 	Apply(ctx context.Context, b Batch) error
 	// Checkpoint returns the projector's checkpoint (empty, not nil, when none).
 	Checkpoint(ctx context.Context, projector string) (map[string]map[int]int64, error)

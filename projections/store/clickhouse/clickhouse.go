@@ -54,7 +54,8 @@ type Store struct {
 	conn driver.Conn
 	cfg  Config
 
-	applyMu sync.Mutex // one writer at a time
+	applyMu sync.Mutex             // one writer at a time
+	held    map[string]*heldInsert // INSERTs kept open by Applies with More, by table (under applyMu)
 
 	verMu   sync.Mutex
 	lastVer uint64
@@ -64,6 +65,9 @@ type Store struct {
 	// runs after the rows and before the checkpoint (an error aborts the Apply).
 	sendHook             func(table string, attempt int, send func() error) error
 	failBeforeCheckpoint func() error
+	// holdHook, when set, runs before a held INSERT sends a block ("block") and before
+	// it ends ("end"); an error fails that step.
+	holdHook func(table, step string) error
 }
 
 var _ store.Store = (*Store)(nil)
@@ -118,8 +122,13 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the connections.
-func (s *Store) Close() error { return s.conn.Close() }
+// Close drops the rows Applies with More hold back, then closes the connections.
+func (s *Store) Close() error {
+	s.applyMu.Lock()
+	s.dropHeld()
+	s.applyMu.Unlock()
+	return s.conn.Close()
+}
 
 // Exception codes (ClickHouse's ErrorCodes).
 const (
@@ -197,7 +206,15 @@ func dateTime(t time.Time) time.Time {
 	return t.UTC().Truncate(time.Second)
 }
 
-// Apply writes the rows, table by table, then the checkpoint.
+// insert is one table's rows of a batch, as columns.
+type insert struct {
+	table string
+	n     int
+	cols  []column
+}
+
+// Apply writes the rows, table by table, then the checkpoint; with b.More it may hold
+// them back (see hold).
 func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	if err := store.Validate(b); err != nil {
 		return err
@@ -215,11 +232,6 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	// The tables' inserts run concurrently: a batch is mostly time the server spends
 	// writing parts, which it does in parallel (measured with bench/replay). Versions
 	// are drawn first, in table order, so they do not depend on the schedule.
-	type insert struct {
-		table string
-		n     int
-		cols  []column
-	}
 	var ins []insert
 	if n := len(b.Results); n > 0 {
 		cols, err := resultColumns(b.Results, next(n))
@@ -240,14 +252,30 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	if n := len(b.DeadLetters); n > 0 {
 		ins = append(ins, insert{"dead_letters", n, deadLetterColumns(b.DeadLetters, next(n))})
 	}
-	errs := make([]error, len(ins))
-	var wg sync.WaitGroup
-	for i, in := range ins {
-		wg.Go(func() { errs[i] = s.insert(ctx, in.table, in.n, in.cols) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
+	if b.More || len(s.held) > 0 {
+		// Rows held back go into INSERTs kept open across Applies, one per table, and
+		// are committed (the INSERTs ended, then the checkpoint written) by the first
+		// Apply without More.
+		if err := s.hold(ctx, ins); err != nil {
+			s.dropHeld()
+			return err
+		}
+		if b.More {
+			return nil
+		}
+		if err := s.commitHeld(); err != nil {
+			return err
+		}
+	} else {
+		errs := make([]error, len(ins))
+		var wg sync.WaitGroup
+		for i, in := range ins {
+			wg.Go(func() { errs[i] = s.insert(ctx, in.table, in.n, in.cols) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
 	}
 	if s.failBeforeCheckpoint != nil {
 		if err := s.failBeforeCheckpoint(); err != nil {
@@ -448,13 +476,17 @@ type permanentError struct{ err error }
 func (e permanentError) Error() string { return e.err.Error() }
 func (e permanentError) Unwrap() error { return e.err }
 
-// insert writes n rows into table, retrying with a new batch built from cols.
-func (s *Store) insert(ctx context.Context, table string, n int, cols []column) error {
+func insertQuery(table string, cols []column) string {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = c.name
 	}
-	query := "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ")"
+	return "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ")"
+}
+
+// insert writes n rows into table, retrying with a new batch built from cols.
+func (s *Store) insert(ctx context.Context, table string, n int, cols []column) error {
+	query := insertQuery(table, cols)
 	backoff := insertBackoff
 	for attempt := 1; ; attempt++ {
 		err := s.insertOnce(ctx, table, attempt, query, n, cols)
@@ -483,6 +515,17 @@ func (s *Store) insertOnce(ctx context.Context, table string, attempt int, query
 			_ = batch.Abort()
 		}
 	}()
+	if err := appendColumns(batch, n, cols); err != nil {
+		return err
+	}
+	if s.sendHook != nil {
+		return s.sendHook(table, attempt, batch.Send)
+	}
+	return batch.Send()
+}
+
+// appendColumns appends n rows, given as columns, to batch.
+func appendColumns(batch driver.Batch, n int, cols []column) error {
 	for i, c := range cols {
 		if err := batch.Column(i).Append(c.values); err != nil {
 			return permanentError{fmt.Errorf("column %s: %w", c.name, err)}
@@ -491,10 +534,118 @@ func (s *Store) insertOnce(ctx context.Context, table string, attempt int, query
 	if got := batch.Rows(); got != n {
 		return permanentError{fmt.Errorf("batch has %d rows, want %d", got, n)}
 	}
-	if s.sendHook != nil {
-		return s.sendHook(table, attempt, batch.Send)
+	return nil
+}
+
+// heldInsert is one table's INSERT kept open across Applies with More. Each Apply
+// sends its rows as one block; the server gathers the blocks of an INSERT into parts
+// of up to heldPartBytes (min_insert_block_size_bytes) and writes the rest when the
+// INSERT ends. A read model rebuilt this way has a few large parts per table instead
+// of one per table and batch: on 18.16 a part costs a file or two per column, and
+// creating them, then merging the parts, was most of the server's work in a replay
+// (bench/replay, perf). The blocks are not kept: a failure loses every row held since
+// the last commit, which the projector then re-applies from the stored checkpoint.
+type heldInsert struct {
+	ctx   context.Context // the INSERT's: the driver ends it under this context
+	batch driver.Batch
+}
+
+// heldPartBytes bounds the rows the server gathers for one part of a held INSERT
+// (uncompressed; the default, 256 MiB, would let three tables' INSERTs hold most of a
+// gigabyte of server memory).
+const heldPartBytes = 64 << 20
+
+// hold sends each insert's rows as a block of its table's held INSERT, opening the
+// INSERTs that are not open yet, concurrently. On error the caller drops the held
+// INSERTs (their rows are lost).
+func (s *Store) hold(ctx context.Context, ins []insert) error {
+	for _, h := range s.held {
+		if err := h.ctx.Err(); err != nil {
+			return fmt.Errorf("clickhouse: apply: the rows held since an earlier Apply were lost with its context: %w", err)
+		}
 	}
-	return batch.Send()
+	if s.held == nil {
+		s.held = map[string]*heldInsert{}
+	}
+	opened := make([]*heldInsert, len(ins))
+	errs := make([]error, len(ins))
+	var wg sync.WaitGroup
+	for i, in := range ins {
+		h := s.held[in.table]
+		wg.Go(func() {
+			if h == nil {
+				hctx := ch.Context(ctx, ch.WithSettings(ch.Settings{"min_insert_block_size_bytes": heldPartBytes}))
+				batch, err := s.conn.PrepareBatch(hctx, insertQuery(in.table, in.cols))
+				if err != nil {
+					errs[i] = fmt.Errorf("clickhouse: insert into %s: %w", in.table, err)
+					return
+				}
+				h = &heldInsert{ctx: ctx, batch: batch}
+				opened[i] = h
+			}
+			errs[i] = s.sendBlock(h, in)
+		})
+	}
+	wg.Wait()
+	for i, h := range opened {
+		if h != nil {
+			s.held[ins[i].table] = h
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) sendBlock(h *heldInsert, in insert) error {
+	if err := appendColumns(h.batch, in.n, in.cols); err != nil {
+		return fmt.Errorf("clickhouse: insert %d rows into %s: %w", in.n, in.table, err)
+	}
+	if s.holdHook != nil {
+		if err := s.holdHook(in.table, "block"); err != nil {
+			return fmt.Errorf("clickhouse: insert %d rows into %s: %w", in.n, in.table, err)
+		}
+	}
+	if err := h.batch.Flush(); err != nil {
+		return fmt.Errorf("clickhouse: insert %d rows into %s: %w", in.n, in.table, err)
+	}
+	return nil
+}
+
+// commitHeld ends the held INSERTs, concurrently: once it returns nil the server has
+// written every row they were sent.
+func (s *Store) commitHeld() error {
+	tables := make([]string, 0, len(s.held))
+	for t := range s.held {
+		tables = append(tables, t)
+	}
+	errs := make([]error, len(tables))
+	var wg sync.WaitGroup
+	for i, t := range tables {
+		h := s.held[t]
+		wg.Go(func() {
+			if s.holdHook != nil {
+				if err := s.holdHook(t, "end"); err != nil {
+					errs[i] = fmt.Errorf("clickhouse: ending the insert into %s: %w", t, err)
+					_ = h.batch.Abort()
+					return
+				}
+			}
+			if err := h.batch.Send(); err != nil {
+				errs[i] = fmt.Errorf("clickhouse: ending the insert into %s: %w", t, err)
+			}
+		})
+	}
+	wg.Wait()
+	s.held = nil
+	return errors.Join(errs...)
+}
+
+// dropHeld abandons the held INSERTs: the driver closes their connections, and the
+// server drops the rows it has not written yet.
+func (s *Store) dropHeld() {
+	for _, h := range s.held {
+		_ = h.batch.Abort()
+	}
+	s.held = nil
 }
 
 // retryable tells whether an insert error may go away on a new attempt.

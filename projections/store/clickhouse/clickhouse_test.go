@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -285,4 +286,115 @@ func BenchmarkApplyAllocations(b *testing.B) {
 		b.Fatal(err)
 	}
 	storetest.BenchApplyAllocations(b, s)
+}
+
+// heldBatch allocates channels a..e of request id, with checkpoint t/0 = offset.
+func heldBatch(id string, offset int64, more bool) store.Batch {
+	b := allocBatch(5)
+	for i := range b.Allocations {
+		b.Allocations[i].RequestID = id
+	}
+	b.Checkpoint["t"][0], b.More = offset, more
+	return b
+}
+
+func checkpointIs(t *testing.T, s *Store, want int64) {
+	t.Helper()
+	cp, err := s.Checkpoint(context.Background(), "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cp["t"][0]; got != want {
+		t.Errorf("checkpoint t/0 = %d, want %d", got, want)
+	}
+}
+
+// Batches applied with More go into one INSERT per table, which the commit (the first
+// Apply without More) ends: one part for all of them, and the checkpoint only then.
+func TestHeldInsertsWriteOnePart(t *testing.T) {
+	s := migrated(t)
+	ctx := context.Background()
+	for i := range 4 {
+		if err := s.Apply(ctx, heldBatch(fmt.Sprint("r", i), int64(i+1), true)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpointIs(t, s, 0)
+	if err := s.Apply(ctx, store.Batch{Projector: "p", Checkpoint: map[string]map[int]int64{"t": {0: 4}}}); err != nil {
+		t.Fatal(err)
+	}
+	checkpointIs(t, s, 4)
+	if n := count(t, s, "SELECT count() FROM allocations FINAL"); n != 20 {
+		t.Errorf("%d allocations, want 20", n)
+	}
+	parts := count(t, s, "SELECT count() FROM system.parts WHERE database = '"+s.Database()+"' AND table = 'allocations'")
+	if parts != 1 {
+		t.Errorf("%d parts of allocations, want 1", parts)
+	}
+}
+
+// A failure while rows are held drops every held INSERT and leaves the checkpoint where
+// the last commit put it; the store then takes batches again. So does a context that
+// ended under held rows, and Close.
+func TestHeldInsertFailures(t *testing.T) {
+	s := migrated(t)
+	ctx := context.Background()
+	if err := s.Apply(ctx, heldBatch("r0", 1, false)); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("connection lost")
+	for _, step := range []string{"block", "end"} {
+		s.holdHook = func(table, at string) error {
+			if at == step {
+				return boom
+			}
+			return nil
+		}
+		if err := s.Apply(ctx, heldBatch("r1", 2, true)); err != nil {
+			if step != "block" || !errors.Is(err, boom) {
+				t.Fatalf("%s: held Apply = %v", step, err)
+			}
+		} else if err := s.Apply(ctx, heldBatch("r2", 3, false)); !errors.Is(err, boom) {
+			t.Fatalf("%s: commit = %v, want %v", step, err, boom)
+		}
+		if len(s.held) != 0 {
+			t.Errorf("%s: %d INSERTs still held after a failure", step, len(s.held))
+		}
+		checkpointIs(t, s, 1)
+	}
+	s.holdHook = nil
+
+	gone, cancel := context.WithCancel(ctx)
+	if err := s.Apply(gone, heldBatch("r1", 2, true)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := s.Apply(ctx, heldBatch("r2", 3, false)); err == nil || !strings.Contains(err.Error(), "lost") {
+		t.Fatalf("commit after the held rows' context ended = %v", err)
+	}
+	checkpointIs(t, s, 1)
+
+	// The projector re-applies from the checkpoint.
+	if err := s.Apply(ctx, heldBatch("r1", 2, true)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, heldBatch("r2", 3, false)); err != nil {
+		t.Fatal(err)
+	}
+	checkpointIs(t, s, 3)
+	if n := count(t, s, "SELECT count() FROM allocations FINAL"); n != 15 {
+		t.Errorf("%d allocations, want 15", n)
+	}
+
+	// Close drops held rows: a new store on the database sees the old checkpoint.
+	if err := s.Apply(ctx, heldBatch("r3", 4, true)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	again, err := Open(ctx, s.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	checkpointIs(t, again, 3)
 }

@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ExtremeTimes", testExtremeTimes},
 		{"ConcurrentReaders", testConcurrentReaders},
 		{"Generation", testGeneration},
+		{"HeldBatches", testHeldBatches},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -452,6 +453,28 @@ func testLaterInSameBatchWins(t *testing.T, s store.Store) {
 	}
 	apply(t, s, both)
 	compareState(t, read(t, s, b2), wantState(b2))
+}
+
+// testHeldBatches: batches applied with More, then one without, end as if each had
+// been applied on its own (a store may hold the rows back until the batch without
+// More): the later write of a key wins across them, and the last checkpoint stands.
+func testHeldBatches(t *testing.T, s store.Store) {
+	b1 := fullBatch()
+	b2 := changed(b1)
+	b1.More, b2.More = true, true
+	apply(t, s, b1)
+	apply(t, s, b2)
+	apply(t, s, store.Batch{Projector: b2.Projector, Checkpoint: b2.Checkpoint}) // no rows, commits
+	compareState(t, read(t, s, b2), wantState(b2))
+
+	// The batch without More has rows of its own.
+	b1.More, b2.More = true, false
+	apply(t, s, b1)
+	apply(t, s, b2)
+	compareState(t, read(t, s, b2), wantState(b2))
+	b1.More = false
+	apply(t, s, b1)
+	compareState(t, read(t, s, b1), wantState(b1))
 }
 
 func testCheckpoint(t *testing.T, s store.Store) {
