@@ -24,66 +24,70 @@ var ErrInvalidBatch = errors.New("store: invalid batch")
 // offsets and partitions are not negative, times are in range, and a checkpoint has a
 // projector name.
 func Validate(b Batch) error {
+	// Labels are formatted only for what fails: this runs on every row a replay writes.
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-	nan := func(what string, vs ...float64) {
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	nan := func(kind string, i int, vs ...float64) {
 		for _, v := range vs {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				bad("%s: %v", what, v)
+			if !finite(v) {
+				bad("%s[%d]: %v", kind, i, v)
 				return
 			}
 		}
 	}
-	nanp := func(what string, ps ...*float64) {
+	nanp := func(kind string, i int, ps ...*float64) {
 		for _, p := range ps {
-			if p != nil && (math.IsNaN(*p) || math.IsInf(*p, 0)) {
-				bad("%s: %v", what, *p)
+			if p != nil && !finite(*p) {
+				bad("%s[%d]: %v", kind, i, *p)
 				return
 			}
 		}
 	}
-	pos := func(what string, partition int, offset int64) {
+	pos := func(kind string, i int, partition int, offset int64) {
 		if partition < 0 || offset < 0 {
-			bad("%s: negative partition or offset (%d, %d)", what, partition, offset)
+			bad("%s[%d]: negative partition or offset (%d, %d)", kind, i, partition, offset)
 		}
 	}
-	for i, r := range b.Results {
-		what := fmt.Sprintf("results[%d]", i)
+	for i := range b.Results {
+		r := &b.Results[i]
 		if r.RequestID == "" {
-			bad("%s: empty request id", what)
+			bad("results[%d]: empty request id", i)
 		}
-		nan(what, r.TotalSpend, r.Gap)
-		nanp(what, r.UpperBound, r.LowerBound)
+		nan("results", i, r.TotalSpend, r.Gap)
+		nanp("results", i, r.UpperBound, r.LowerBound)
 		for k, v := range r.Expected {
-			nan(what+".expected."+k, v)
+			if !finite(v) {
+				bad("results[%d].expected.%s: %v", i, k, v)
+			}
 		}
-		pos(what, r.Partition, r.Offset)
+		pos("results", i, r.Partition, r.Offset)
 	}
-	for i, a := range b.Allocations {
-		what := fmt.Sprintf("allocations[%d]", i)
+	for i := range b.Allocations {
+		a := &b.Allocations[i]
 		if a.RequestID == "" || a.Channel == "" {
-			bad("%s: empty request id or channel", what)
+			bad("allocations[%d]: empty request id or channel", i)
 		}
-		nan(what, a.Spend, a.Response)
-		nanp(what, a.ROI, a.MROI)
+		nan("allocations", i, a.Spend, a.Response)
+		nanp("allocations", i, a.ROI, a.MROI)
 	}
-	for i, m := range b.Models {
-		what := fmt.Sprintf("models[%d]", i)
+	for i := range b.Models {
+		m := &b.Models[i]
 		if m.ModelID == "" || m.Version < 1 {
-			bad("%s: empty model id or version < 1", what)
+			bad("models[%d]: empty model id or version < 1", i)
 		}
-		pos(what, m.Partition, m.Offset)
+		pos("models", i, m.Partition, m.Offset)
 	}
-	for i, e := range b.Audit {
-		what := fmt.Sprintf("audit[%d]", i)
+	for i := range b.Audit {
+		e := &b.Audit[i]
 		if e.EventID == "" {
-			bad("%s: empty event id", what)
+			bad("audit[%d]: empty event id", i)
 		}
-		pos(what, e.Partition, e.Offset)
+		pos("audit", i, e.Partition, e.Offset)
 	}
-	for i, d := range b.DeadLetters {
-		what := fmt.Sprintf("dead_letters[%d]", i)
-		pos(what, d.Partition, d.Offset)
+	for i := range b.DeadLetters {
+		d := &b.DeadLetters[i]
+		pos("dead_letters", i, d.Partition, d.Offset)
 	}
 	if len(b.Checkpoint) > 0 && b.Projector == "" {
 		bad("checkpoint without a projector name")
@@ -93,7 +97,9 @@ func Validate(b Batch) error {
 			bad("checkpoint: empty topic")
 		}
 		for p, o := range parts {
-			pos("checkpoint "+topic, p, o)
+			if p < 0 || o < 0 {
+				bad("checkpoint %s: negative partition or offset (%d, %d)", topic, p, o)
+			}
 		}
 	}
 	if len(errs) > 0 {

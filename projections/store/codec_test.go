@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -38,6 +39,37 @@ func TestTimesAndLimits(t *testing.T) {
 	for in, want := range map[int]int{-1: DefaultLimit, 0: DefaultLimit, 1: 1, MaxLimit: MaxLimit, MaxLimit + 1: MaxLimit} {
 		if got := Limit(in); got != want {
 			t.Errorf("Limit(%d) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// Validate runs on every row a replay writes: a valid batch costs no allocation, and
+// the labels of what fails are still precise.
+func TestValidate(t *testing.T) {
+	one := 1.0
+	b := Batch{Projector: "p", Checkpoint: map[string]map[int]int64{"t": {0: 1}}}
+	for range 100 {
+		b.Results = append(b.Results, Result{RequestID: "r", Expected: map[string]float64{"revenue": 1}, UpperBound: &one})
+		b.Allocations = append(b.Allocations, Allocation{RequestID: "r", Channel: "tv", ROI: &one})
+		b.Audit = append(b.Audit, AuditEvent{EventID: "e"})
+		b.DeadLetters = append(b.DeadLetters, DeadLetter{})
+	}
+	if n := testing.AllocsPerRun(10, func() {
+		if err := Validate(b); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Validate of a valid batch: %v allocations", n)
+	}
+	b.Results[7].Expected = map[string]float64{"revenue": math.NaN()}
+	b.Allocations[3].ROI = new(math.Inf(-1))
+	b.Audit[5].Offset = -1
+	b.Checkpoint["t"][2] = -4
+	err := Validate(b)
+	for _, want := range []string{"results[7].expected.revenue: NaN", "allocations[3]: -Inf",
+		"audit[5]: negative partition or offset (0, -1)", "checkpoint t: negative partition or offset (2, -4)"} {
+		if !errors.Is(err, ErrInvalidBatch) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %v, want it to say %q", err, want)
 		}
 	}
 }
