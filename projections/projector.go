@@ -41,8 +41,8 @@ type Projector struct {
 
 	// CommitRows, when above BatchRows, lets the store hold batches back
 	// (store.Batch.More) and commit them together: at least every CommitRows rows and
-	// at the end of each topic's read. A replay sets it, for fewer and larger writes;
-	// 0 commits every batch.
+	// at the end of each Step. A replay sets it, for fewer and larger writes; 0 commits
+	// every batch.
 	CommitRows int
 
 	// From and To bound what is projected (a replay, see projections/replay). A
@@ -232,7 +232,19 @@ func (p *Projector) migrate(ctx context.Context) error {
 // tables with positions of the old ones, so the checkpoint is reset to the one the
 // new generation was built to and Step returns ErrSwitched. Re-applying from there is
 // harmless (writes are idempotent upserts).
+//
+// A Step that fails forgets the models it read: they were taken in when read, and
+// the batches that carried their rows may not have been written (or, held back by the
+// store, were dropped), so the next Step reads the model topic from its start again.
 func (p *Projector) Step(ctx context.Context) (int, error) {
+	n, err := p.step(ctx)
+	if err != nil {
+		p.registry, p.modelData = nil, nil
+	}
+	return n, err
+}
+
+func (p *Projector) step(ctx context.Context) (int, error) {
 	p.defaults()
 	if p.registry == nil {
 		p.registry = processor.NewRegistry("")
@@ -258,7 +270,13 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 	p.mu.Unlock()
 	ap := &applier{p: p, gens: gens, gen: gen, done: make(chan error, 1)}
 	total := 0
-	for _, topic := range []string{p.Topics.Models, p.Topics.Requests, p.Topics.Results, p.Topics.DeadLetters} {
+	topics := []string{p.Topics.Models, p.Topics.Requests, p.Topics.Results, p.Topics.DeadLetters}
+	// With CommitRows, batches go with More (the store may hold them back) until
+	// CommitRows rows are held or the Step ends: one commit for all topics, so a
+	// store's INSERTs stay open from one topic to the next.
+	held, uncommitted := 0, false
+	for i, topic := range topics {
+		lastTopic := i == len(topics)-1
 		from := p.From.Position(topic)
 		if len(cp[topic]) > 0 {
 			from.Offsets = maps.Clone(from.Offsets)
@@ -272,15 +290,14 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 		}
 		b := p.newBatch(cp)
 		msgs := 0
-		held := 0 // rows applied with More since the last commit
 		var newest time.Time
-		flush := func(last bool) error {
+		flush := func(end bool) error {
 			if b.Rows() == 0 && len(b.Checkpoint[topic]) == 0 {
 				return nil
 			}
 			held += b.Rows()
-			b.More = !last && p.CommitRows > p.BatchRows && held < p.CommitRows
-			if !b.More {
+			b.More = !(end && lastTopic) && p.CommitRows > p.BatchRows && held < p.CommitRows
+			if uncommitted = b.More; !b.More {
 				held = 0
 			}
 			if err := ap.submit(ctx, b, topic, msgs, newest); err != nil {
@@ -307,6 +324,17 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 		})
 		if err == nil && n > 0 {
 			err = flush(true)
+		}
+		if err == nil && !lastTopic {
+			// The next topic is read while this one's last batch is written; its
+			// outcome comes with the next submit or wait.
+			total += n
+			continue
+		}
+		if err == nil && uncommitted {
+			// Held rows left at the end of the Step: commit them with the checkpoint.
+			err = ap.submit(ctx, p.newBatch(cp), topic, 0, time.Time{})
+			uncommitted = false
 		}
 		if werr := ap.wait(); err == nil || errors.Is(werr, ErrSwitched) {
 			err = werr
@@ -356,7 +384,7 @@ func (a *applier) wait() error {
 
 func (a *applier) apply(ctx context.Context, b store.Batch, topic string, msgs int, newest time.Time) error {
 	if err := a.p.Store.Apply(ctx, b); err != nil {
-		return fmt.Errorf("applying %d rows: %w", b.Rows(), err)
+		return fmt.Errorf("applying %d rows of %s: %w", b.Rows(), topic, err)
 	}
 	if a.gens != nil {
 		now, err := a.gens.Generation(ctx)
