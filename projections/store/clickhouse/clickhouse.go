@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -306,6 +307,12 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	return nil
 }
 
+// text is JSON held as bytes, as a String column's value, without copying it: the
+// driver copies the values into its own buffer when the column is appended, within
+// Apply, during which the batch's rows do not change. (The copy this saves was 4% of a
+// replay's CPU: the events' data and raw bytes are most of what it writes.)
+func text(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
 func resultColumns(rs []store.Result, versions []uint64) ([]column, error) {
 	n := len(rs)
 	var (
@@ -352,7 +359,7 @@ func resultColumns(rs []store.Result, versions []uint64) ([]column, error) {
 		}
 		requestTime[i], requestNs[i] = dateTime(r.RequestTime), store.UnixNanos(r.RequestTime)
 		resultTime[i], resultNs[i] = dateTime(r.ResultTime), store.UnixNanos(r.ResultTime)
-		eventID[i], partition[i], offset[i], data[i] = r.EventID, int64(r.Partition), r.Offset, string(r.Data)
+		eventID[i], partition[i], offset[i], data[i] = r.EventID, int64(r.Partition), r.Offset, text(r.Data)
 	}
 	return []column{
 		{"request_id", requestID}, {"model_id", modelID}, {"model_version", modelVersion},
@@ -408,7 +415,7 @@ func modelColumns(ms []store.Model, versions []uint64) []column {
 			retired[i] = 1
 		}
 		published[i], publishNs[i] = dateTime(m.Published), store.UnixNanos(m.Published)
-		eventID[i], partition[i], offset[i], data[i] = m.EventID, int64(m.Partition), m.Offset, string(m.Data)
+		eventID[i], partition[i], offset[i], data[i] = m.EventID, int64(m.Partition), m.Offset, text(m.Data)
 	}
 	return []column{{"model_id", modelID}, {"version", version}, {"hash", hash}, {"retired", retired},
 		{"published", published}, {"published_ns", publishNs}, {"event_id", eventID},
@@ -436,7 +443,7 @@ func auditColumns(es []store.AuditEvent, versions []uint64) []column {
 		e := &es[i]
 		requestID[i], eventID[i], topic[i], partition[i], offset[i] = e.RequestID, e.EventID, e.Topic, int64(e.Partition), e.Offset
 		typ[i], key[i], subject[i], tm[i], tmNs[i] = e.Type, e.Key, e.Subject, dateTime(e.Time), store.UnixNanos(e.Time)
-		contentHash[i], modelID[i], raw[i] = e.ContentHash, e.ModelID, string(e.Raw)
+		contentHash[i], modelID[i], raw[i] = e.ContentHash, e.ModelID, text(e.Raw)
 	}
 	return []column{{"request_id", requestID}, {"event_id", eventID}, {"log_topic", topic},
 		{"log_partition", partition}, {"log_offset", offset}, {"type", typ}, {"key", key},
