@@ -31,6 +31,7 @@ type storeConfig struct {
 	chUser string
 	chPass string
 	chTLS  tlsFlags
+	chComp string
 }
 
 func (c *storeConfig) register(fs *flag.FlagSet) {
@@ -41,6 +42,7 @@ func (c *storeConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.chUser, "clickhouse-user", envString("ATLAS_CLICKHOUSE_USER", "default"), "ClickHouse user [ATLAS_CLICKHOUSE_USER]")
 	fs.StringVar(&c.chPass, "clickhouse-password", envString("ATLAS_CLICKHOUSE_PASSWORD", ""), "ClickHouse password (prefer the variable) [ATLAS_CLICKHOUSE_PASSWORD]")
 	c.chTLS.register(fs, "clickhouse", "ClickHouse (its secure native port, 9440 by default)")
+	fs.StringVar(&c.chComp, "clickhouse-compression", envString("ATLAS_CLICKHOUSE_COMPRESSION", "auto"), "compression of ClickHouse data blocks: lz4, none, or auto (none to a loopback address, else lz4) [ATLAS_CLICKHOUSE_COMPRESSION]")
 }
 
 func (c *storeConfig) open(ctx context.Context, dataDir string) (store.Store, error) {
@@ -58,7 +60,8 @@ func (c *storeConfig) open(ctx context.Context, dataDir string) (store.Store, er
 }
 
 func (c *storeConfig) clickhouse() (clickhouse.Config, error) {
-	cfg := clickhouse.Config{Addr: strings.Split(c.chAddr, ","), Database: c.chDB, Username: c.chUser, Password: c.chPass}
+	cfg := clickhouse.Config{Addr: strings.Split(c.chAddr, ","), Database: c.chDB, Username: c.chUser, Password: c.chPass,
+		Compression: c.chComp}
 	var err error
 	if cfg.TLS, err = c.chTLS.config(); err != nil {
 		return cfg, fmt.Errorf("ClickHouse TLS: %w", err)

@@ -398,3 +398,53 @@ func TestHeldInsertFailures(t *testing.T) {
 	defer again.Close()
 	checkpointIs(t, again, 3)
 }
+
+func TestCompressionChoice(t *testing.T) {
+	for _, tc := range []struct {
+		comp  string
+		addr  []string
+		lz4   bool
+		error bool
+	}{
+		{"", []string{"127.0.0.1:9000"}, false, false},
+		{"auto", []string{"localhost:9000", "[::1]:9000", "127.0.0.2:9000"}, false, false},
+		{"", []string{"127.0.0.1:9000", "10.0.0.5:9000"}, true, false},
+		{"auto", []string{"clickhouse:9000"}, true, false}, // a name is not resolved: may be remote
+		{"lz4", []string{"127.0.0.1:9000"}, true, false},
+		{"none", []string{"10.0.0.5:9000"}, false, false},
+		{"zstd", []string{"127.0.0.1:9000"}, false, true},
+	} {
+		c, err := compression(Config{Addr: tc.addr, Compression: tc.comp})
+		if (err != nil) != tc.error || (c != nil) != tc.lz4 {
+			t.Errorf("%q to %v: %+v, %v; want LZ4 %v, error %v", tc.comp, tc.addr, c, err, tc.lz4, tc.error)
+		}
+	}
+}
+
+// The suite runs uncompressed (the server is on a loopback address): LZ4, as to a
+// remote server, carries the same rows, held back or not.
+func TestLZ4(t *testing.T) {
+	s := migrated(t)
+	cfg := s.Config()
+	cfg.Compression = "lz4"
+	z, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	ctx := context.Background()
+	for _, b := range []store.Batch{heldBatch("r0", 1, false), heldBatch("r1", 2, true), heldBatch("r2", 3, false), fullRow()} {
+		if err := z.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpointIs(t, z, 3)
+	for _, id := range []string{"r0", "r1", "r2"} {
+		if as, err := z.Allocations(ctx, id); err != nil || len(as) != 5 {
+			t.Errorf("Allocations(%s): %d rows, %v; want 5", id, len(as), err)
+		}
+	}
+	if r, ok, err := z.Result(ctx, "x"); err != nil || !ok || r.Status != "optimal" {
+		t.Errorf("Result(x) = %+v, %v, %v", r, ok, err)
+	}
+}
