@@ -35,7 +35,8 @@ import (
 // Target is where the generations live, beside the live read models.
 type Target interface {
 	// Open opens generation name, migrated; existed tells whether it was there before.
-	// With create false a missing generation is ErrNotFound.
+	// With create false a missing generation is ErrNotFound. Only Build passes create
+	// true: a target may then write the generation in a mode made for a build.
 	Open(ctx context.Context, name string, create bool) (s store.Store, existed bool, err error)
 	// OpenLive opens the live read models, migrated.
 	OpenLive(ctx context.Context) (store.Store, error)

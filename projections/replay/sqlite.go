@@ -16,7 +16,9 @@ import (
 
 // SQLite keeps generations as files beside the live SQLite file: for
 // <dir>/store.db, generation g is <dir>/store.replay-g.db (with its -wal and -shm
-// files while open). Nothing may have the live file open during a switch (stop atlas
+// files while open, or its -journal while a build writes it). A build writes the file
+// in sqlite.OpenBuild's mode, made for one writer; once built, it is opened as the live
+// file is. Nothing may have the live file open during a switch (stop atlas
 // serve; the embedded log's lock already keeps it from starting while a replay runs).
 //
 // A switch quiesces both files (their WAL folded in, rollback-journal mode, so that
@@ -77,20 +79,24 @@ func (t *SQLite) Open(ctx context.Context, name string, create bool) (store.Stor
 	if !had && !create {
 		return nil, false, fmt.Errorf("%w: %q (no %s)", ErrNotFound, name, p)
 	}
-	s, err := openSQLite(ctx, p)
+	open := sqlite.Open
+	if create {
+		open = sqlite.OpenBuild // only Build creates: see Target.Open
+	}
+	s, err := openSQLite(ctx, p, open)
 	return s, had, err
 }
 
 // OpenLive opens the live file.
 func (t *SQLite) OpenLive(ctx context.Context) (store.Store, error) {
-	return openSQLite(ctx, t.live)
+	return openSQLite(ctx, t.live, sqlite.Open)
 }
 
-func openSQLite(ctx context.Context, path string) (store.Store, error) {
+func openSQLite(ctx context.Context, path string, open func(string) (*sqlite.Store, error)) (store.Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	s, err := sqlite.Open(path)
+	s, err := open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -119,10 +125,10 @@ func (t *SQLite) Names(context.Context) ([]string, error) {
 	return out, nil
 }
 
-// Drop removes generation name's file and its -wal and -shm files.
+// Drop removes generation name's file and its -wal, -shm and -journal files.
 func (t *SQLite) Drop(_ context.Context, name string) error {
 	p := t.path(name)
-	for _, f := range []string{p + "-wal", p + "-shm", p} {
+	for _, f := range []string{p + "-wal", p + "-shm", p + "-journal", p} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("replay: drop %q: %w", name, err)
 		}

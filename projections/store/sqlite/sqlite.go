@@ -9,18 +9,25 @@
 // it. synchronous=NORMAL: a power loss may lose the last transactions, but rows and
 // checkpoint are lost together, and the projector re-applies them from the log.
 //
+// The writer connection is driven through SQLite's C API (see writer), the readers
+// through database/sql. A replay's new generation, which nothing reads while it is
+// built, is opened with OpenBuild instead, in a mode made for one writer.
+//
 // The schema is schemas/ddl/sqlite.sql (kept identical to this package's copy by a
 // test). Every query is parameterised.
 package sqlite
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/atlas-mmm/atlas/projections/store"
 
@@ -31,8 +38,9 @@ import (
 
 // Store is the SQLite read model. It is safe for concurrent use.
 type Store struct {
-	w *sql.DB // the one writer connection
-	r *sql.DB // read-only connections (the writer itself for ":memory:")
+	mu sync.Mutex // held while w is used
+	w  *writer    // the one writer connection
+	r  *sql.DB    // read-only connections
 
 	// failBeforeCheckpoint, set by tests, runs inside Apply's transaction after the rows
 	// and before the checkpoint; an error aborts the Apply.
@@ -42,46 +50,87 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database file at path. ":memory:" gives a private
-// in-memory database on a single connection, for tests. Call Migrate before use.
+// in-memory database, for tests. Call Migrate before use.
 func Open(path string) (*Store, error) {
-	return open(path, "&_journal_mode=WAL&_synchronous=NORMAL")
+	return open(path, liveMode)
 }
 
-func open(path, durability string) (*Store, error) {
+// OpenBuild opens the file at path, creating it if needed, to build a replay's
+// generation (projections/replay): one writer, and reads only of what it wrote.
+//
+// The file is then written with a rollback journal instead of a write-ahead log: pages
+// are written once, into the file, rather than into the log and again into the file,
+// and a transaction that did not commit is rolled back from the journal when the file
+// is next opened. synchronous=FULL keeps every commit as durable as Open's are (more:
+// a power loss loses no committed transaction), so an interrupted build, even by a
+// power loss, resumes from its checkpoint. Readers wait while a commit writes, which
+// costs nothing here: the replay reads between its writes. Open puts the file back in
+// WAL mode.
+func OpenBuild(path string) (*Store, error) {
+	if path == ":memory:" {
+		return nil, fmt.Errorf("sqlite: a build needs a file")
+	}
+	return open(path, buildMode)
+}
+
+type mode int
+
+const (
+	liveMode mode = iota
+	buildMode
+)
+
+// pragmas of the writer connection. temp_store=2 keeps statement journals in memory: a
+// multi-row upsert needs one to undo itself on failure, and spilled to a temporary file
+// it cost a fifth of an Apply's time in writes (bench/replay); nothing in it outlives
+// the statement, so durability is unchanged. page_size applies to a new file.
+const pragmas = "PRAGMA page_size=16384; PRAGMA cache_size=-32768; PRAGMA temp_store=2; "
+
+var modePragmas = map[mode]string{
+	liveMode:  pragmas + "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+	buildMode: pragmas + "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL",
+}
+
+// busyTimeout is how long a connection waits for a lock another holds.
+const busyTimeout = 10000 // ms
+
+func open(path string, m mode) (*Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: bad path %q", path)
 	}
-	common := "_busy_timeout=10000"
+	filename, vfs, readers := path, "", path
 	if path == ":memory:" {
-		db, err := sql.Open("sqlite", path+"?"+common+"&_txlock=immediate")
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: %w", err)
-		}
-		db.SetMaxOpenConns(1)
-		db.SetConnMaxLifetime(0)
-		db.SetConnMaxIdleTime(0)
-		return &Store{w: db, r: db}, nil
+		// A database of SQLite's memdb VFS that the writer and the readers share: a
+		// name starting with "/" is shared by the connections of the process, and it
+		// lives as long as one of them is open. (No WAL in memory: readers and the
+		// writer take turns, waiting up to the busy timeout.)
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		filename, vfs = "/atlas-"+hex.EncodeToString(b[:]), "memdb"
+		readers = "file:" + filename + "?vfs=memdb&"
+	} else {
+		readers += "?"
 	}
-	// temp_store(2) keeps statement journals in memory: a multi-row upsert needs one to
-	// undo itself on failure, and spilled to a temporary file it cost a fifth of an
-	// Apply's time in writes (bench/replay). Nothing in it outlives the statement, so
-	// durability is unchanged.
-	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=page_size(16384)&_pragma=cache_size(-32768)&_pragma=temp_store(2)"+durability+"&_txlock=immediate")
+	// Open the writer first: it sets the journal mode before any reader opens the file.
+	w, err := openWriter(filename, vfs)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
+		return nil, err
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-	// Open the writer first: it switches the file to WAL before any reader opens it.
-	if err := w.Ping(); err != nil {
-		w.Close()
+	setup := "PRAGMA journal_mode=MEMORY"
+	if vfs == "" {
+		setup = modePragmas[m]
+	}
+	if err := w.busyTimeout(busyTimeout); err != nil {
+		w.close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", path+"?"+common+"&_query_only=1")
+	if err := w.exec(setup); err != nil {
+		w.close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", fmt.Sprintf("%s_busy_timeout=%d&_query_only=1", readers, busyTimeout))
 	if err != nil {
-		w.Close()
+		w.close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	n := max(4, 2*runtime.GOMAXPROCS(0))
@@ -92,17 +141,25 @@ func open(path, durability string) (*Store, error) {
 
 // Migrate creates the tables and indexes (schemas/ddl/sqlite.sql).
 func (s *Store) Migrate(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, stmt := range store.SplitSQL(DDL) {
-		if _, err := s.w.ExecContext(ctx, stmt); err != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.w.exec(stmt); err != nil {
 			return fmt.Errorf("sqlite: migrate: %w", err)
 		}
 	}
 	return nil
 }
 
-// Ping checks both connection pools.
+// Ping checks the writer and the readers.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.w.PingContext(ctx); err != nil {
+	s.mu.Lock()
+	err := s.w.exec("SELECT 1")
+	s.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("sqlite: %w", err)
 	}
 	var one int
@@ -114,11 +171,10 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	var err error
-	if s.r != s.w {
-		err = s.r.Close()
-	}
-	return errors.Join(err, s.w.Close())
+	err := s.r.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(err, s.w.close())
 }
 
 const (
@@ -160,6 +216,9 @@ ON CONFLICT (log_topic, log_partition, log_offset) DO UPDATE SET reason = exclud
 	upsertCheckpoint = `INSERT INTO checkpoints (projector, log_topic, log_partition, next_offset)
 VALUES (?, ?, ?, ?)
 ON CONFLICT (projector, log_topic, log_partition) DO UPDATE SET next_offset = excluded.next_offset`
+
+	upsertGeneration = `INSERT INTO generation (id, body) VALUES (1, ?)
+ON CONFLICT (id) DO UPDATE SET body = excluded.body`
 )
 
 // Apply writes the batch and its checkpoint in one transaction.
@@ -167,25 +226,28 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	if err := store.Validate(b); err != nil {
 		return err
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.w.exec("BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("sqlite: apply: %w", err)
 	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if err := s.apply(ctx, tx, b); err != nil {
+	if err := s.apply(ctx, b); err != nil {
+		s.w.rollback()
 		return fmt.Errorf("sqlite: apply: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.w.exec("COMMIT"); err != nil {
+		s.w.rollback()
 		return fmt.Errorf("sqlite: apply: commit: %w", err)
 	}
 	return nil
 }
 
-// rowsPerStatement is how many rows one INSERT carries: a statement per row spends
-// most of an Apply in database/sql and the driver rather than in SQLite (measured with
-// bench/replay); 64 rows of at most 20 columns stay far below SQLite's limit of 32766
-// parameters.
-const rowsPerStatement = 64
+// rowsPerStatement is how many rows one INSERT carries at most: a statement per row
+// spends more time starting statements than inserting, and a statement's journal (see
+// pragmas) holds the pages it changes, fewer per row the more rows share them (measured
+// with bench/replay: 8 rows 20% slower than 64, 256 4% faster). 256 rows of at most 20
+// columns stay far below SQLite's limit of 32766 parameters.
+const rowsPerStatement = 256
 
 var valuesRE = regexp.MustCompile(`VALUES (\([?, ]*\))`)
 
@@ -200,93 +262,132 @@ func multiRow(query string, n int) string {
 	return query[:m[2]] + strings.Repeat(row+", ", n-1) + row + query[m[3]:]
 }
 
-// each runs query (an INSERT of one row) for n rows, rowsPerStatement at a time.
-func each(ctx context.Context, tx *sql.Tx, query string, n int, args func(i int) ([]any, error)) error {
-	var full *sql.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
+// insert runs query (an INSERT of one row) for n rows in order, in statements of
+// rowsPerStatement rows and, for the rest, of halving sizes (so that a few statements
+// serve every batch size); bind binds row i's values.
+func (s *Store) insert(ctx context.Context, query string, n int, bind func(v *binder, i int) error) error {
+	for start, k := 0, rowsPerStatement; start < n; start += k {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-	}()
-	var vals []any
-	for start := 0; start < n; start += rowsPerStatement {
-		k := min(rowsPerStatement, n-start)
-		vals = vals[:0]
+		for k > n-start {
+			k /= 2
+		}
+		st, err := s.w.prepare(query, k)
+		if err != nil {
+			return err
+		}
+		v := s.w.binder(st)
 		for i := start; i < start+k; i++ {
-			a, err := args(i)
-			if err != nil {
+			if err := bind(v, i); err != nil {
 				return err
 			}
-			vals = append(vals, a...)
 		}
-		st := full
-		if k < rowsPerStatement || full == nil {
-			var err error
-			if st, err = tx.PrepareContext(ctx, multiRow(query, k)); err != nil {
-				return err
-			}
-			if k == rowsPerStatement {
-				full = st
-			} else {
-				defer st.Close()
-			}
-		}
-		if _, err := st.ExecContext(ctx, vals...); err != nil {
+		if err := s.w.run(st, v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Store) apply(ctx context.Context, tx *sql.Tx, b store.Batch) error {
-	err := each(ctx, tx, upsertResult, len(b.Results), func(i int) ([]any, error) {
+func (s *Store) apply(ctx context.Context, b store.Batch) error {
+	err := s.insert(ctx, upsertResult, len(b.Results), func(v *binder, i int) error {
 		r := &b.Results[i]
 		expected, err := store.EncodeJSON(r.Expected, len(r.Expected))
 		if err != nil {
-			return nil, fmt.Errorf("results[%d].expected: %w", i, err)
+			return fmt.Errorf("results[%d].expected: %w", i, err)
 		}
 		messages, err := store.EncodeJSON(r.Messages, len(r.Messages))
 		if err != nil {
-			return nil, fmt.Errorf("results[%d].messages: %w", i, err)
+			return fmt.Errorf("results[%d].messages: %w", i, err)
 		}
 		errs, err := store.EncodeJSON(r.Errors, len(r.Errors))
 		if err != nil {
-			return nil, fmt.Errorf("results[%d].errors: %w", i, err)
+			return fmt.Errorf("results[%d].errors: %w", i, err)
 		}
-		return []any{r.RequestID, r.ModelID, r.ModelVersion, r.ModelHash, r.Status, r.Objective,
-			r.TotalSpend, expected, r.UpperBound, r.LowerBound, r.Gap, messages, errs, r.Rejected,
-			store.UnixNanos(r.RequestTime), store.UnixNanos(r.ResultTime), r.EventID, r.Partition, r.Offset,
-			string(r.Data)}, nil
+		v.text(r.RequestID)
+		v.text(r.ModelID)
+		v.int(int64(r.ModelVersion))
+		v.text(r.ModelHash)
+		v.text(r.Status)
+		v.text(r.Objective)
+		v.float(r.TotalSpend)
+		v.text(expected)
+		v.floatp(r.UpperBound)
+		v.floatp(r.LowerBound)
+		v.float(r.Gap)
+		v.text(messages)
+		v.text(errs)
+		v.bool(r.Rejected)
+		v.int(store.UnixNanos(r.RequestTime))
+		v.int(store.UnixNanos(r.ResultTime))
+		v.text(r.EventID)
+		v.int(int64(r.Partition))
+		v.int(r.Offset)
+		v.textBytes(r.Data)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("results: %w", err)
 	}
-	err = each(ctx, tx, upsertAllocation, len(b.Allocations), func(i int) ([]any, error) {
+	err = s.insert(ctx, upsertAllocation, len(b.Allocations), func(v *binder, i int) error {
 		a := &b.Allocations[i]
-		return []any{a.RequestID, a.Channel, a.Spend, a.Response, a.ROI, a.MROI, a.AtBound}, nil
+		v.text(a.RequestID)
+		v.text(a.Channel)
+		v.float(a.Spend)
+		v.float(a.Response)
+		v.floatp(a.ROI)
+		v.floatp(a.MROI)
+		v.text(a.AtBound)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("allocations: %w", err)
 	}
-	err = each(ctx, tx, upsertModel, len(b.Models), func(i int) ([]any, error) {
+	err = s.insert(ctx, upsertModel, len(b.Models), func(v *binder, i int) error {
 		m := &b.Models[i]
-		return []any{m.ModelID, m.Version, m.Hash, m.Retired, store.UnixNanos(m.Published), m.EventID,
-			m.Partition, m.Offset, string(m.Data)}, nil
+		v.text(m.ModelID)
+		v.int(int64(m.Version))
+		v.text(m.Hash)
+		v.bool(m.Retired)
+		v.int(store.UnixNanos(m.Published))
+		v.text(m.EventID)
+		v.int(int64(m.Partition))
+		v.int(m.Offset)
+		v.textBytes(m.Data)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
-	err = each(ctx, tx, upsertAudit, len(b.Audit), func(i int) ([]any, error) {
+	err = s.insert(ctx, upsertAudit, len(b.Audit), func(v *binder, i int) error {
 		e := &b.Audit[i]
-		return []any{e.EventID, e.Topic, e.Partition, e.Offset, e.RequestID, e.Type, e.Key, e.Subject,
-			store.UnixNanos(e.Time), e.ContentHash, e.ModelID, string(e.Raw)}, nil
+		v.text(e.EventID)
+		v.text(e.Topic)
+		v.int(int64(e.Partition))
+		v.int(e.Offset)
+		v.text(e.RequestID)
+		v.text(e.Type)
+		v.text(e.Key)
+		v.text(e.Subject)
+		v.int(store.UnixNanos(e.Time))
+		v.text(e.ContentHash)
+		v.text(e.ModelID)
+		v.textBytes(e.Raw)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	err = each(ctx, tx, upsertDeadLetter, len(b.DeadLetters), func(i int) ([]any, error) {
+	err = s.insert(ctx, upsertDeadLetter, len(b.DeadLetters), func(v *binder, i int) error {
 		d := &b.DeadLetters[i]
-		return []any{d.Topic, d.Partition, d.Offset, d.Reason, store.UnixNanos(d.Time), []byte(d.Raw)}, nil
+		v.text(d.Topic)
+		v.int(int64(d.Partition))
+		v.int(d.Offset)
+		v.text(d.Reason)
+		v.int(store.UnixNanos(d.Time))
+		v.blob(d.Raw)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("dead letters: %w", err)
@@ -307,8 +408,12 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, b store.Batch) error {
 			cps = append(cps, cp{topic, p, o})
 		}
 	}
-	err = each(ctx, tx, upsertCheckpoint, len(cps), func(i int) ([]any, error) {
-		return []any{b.Projector, cps[i].topic, cps[i].partition, cps[i].next}, nil
+	err = s.insert(ctx, upsertCheckpoint, len(cps), func(v *binder, i int) error {
+		v.text(b.Projector)
+		v.text(cps[i].topic)
+		v.int(int64(cps[i].partition))
+		v.int(cps[i].next)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
@@ -539,8 +644,14 @@ func (s *Store) SetGeneration(ctx context.Context, g store.Generation) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO generation (id, body) VALUES (1, ?)
-ON CONFLICT (id) DO UPDATE SET body = excluded.body`, body)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.w.prepare(upsertGeneration, 1)
+	if err == nil {
+		v := s.w.binder(st)
+		v.text(body)
+		err = s.w.run(st, v)
+	}
 	if err != nil {
 		return fmt.Errorf("sqlite: set generation: %w", err)
 	}

@@ -2,6 +2,9 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,4 +95,152 @@ func BenchmarkApplyAllocations(b *testing.B) {
 		b.Fatal(err)
 	}
 	storetest.BenchApplyAllocations(b, s)
+}
+
+// Batches of every size up to past two full statements are written whole and in order
+// (a later row of a key wins, also across statements), values of every size bind
+// alike, and an empty text or blob is stored as empty, not NULL.
+func TestWriterStatementsAndValues(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		open func(string) (*Store, error)
+	}{{"live", Open}, {"build", OpenBuild}} {
+		t.Run(mode.name, func(t *testing.T) {
+			s, err := mode.open(filepath.Join(t.TempDir(), "atlas.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []int{1, 2, 3, 63, 64, 65, 255, 256, 257, 300, 511, 513} {
+				var b store.Batch
+				for i := range n {
+					// every fifth row rewrites the row 37 before it (or a row of an
+					// earlier statement), so later writes cross statement boundaries
+					key := i
+					if i%5 == 4 && i >= 37 {
+						key = i - 37
+					}
+					b.Allocations = append(b.Allocations, store.Allocation{RequestID: fmt.Sprintf("n%d-%d", n, key), Channel: "tv",
+						Spend: float64(i), Response: float64(n)})
+					b.DeadLetters = append(b.DeadLetters, store.DeadLetter{Topic: "t", Partition: n, Offset: int64(i),
+						Reason: strings.Repeat("r", i%3), Raw: strings.Repeat("\x00", i%2)})
+				}
+				if err := s.Apply(ctx, b); err != nil {
+					t.Fatalf("%d rows: %v", n, err)
+				}
+				want := map[string]float64{}
+				for _, a := range b.Allocations {
+					want[a.RequestID] = a.Spend
+				}
+				for id, spend := range want {
+					as, err := s.Allocations(ctx, id)
+					if err != nil || len(as) != 1 || as[0].Spend != spend {
+						t.Fatalf("%d rows: %s: %+v, %v; want spend %v", n, id, as, err, spend)
+					}
+				}
+				var rows int
+				if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM dead_letters WHERE log_partition = ?
+AND raw IS NOT NULL AND reason IS NOT NULL AND length(raw) = log_offset % 2`, n).Scan(&rows); err != nil || rows != n {
+					t.Fatalf("%d rows: %d dead letters as written, %v", n, rows, err)
+				}
+			}
+
+			// Values larger than the arena's chunks, and several that fill more than one.
+			big := func(c byte, n int) json.RawMessage {
+				return json.RawMessage(`"` + strings.Repeat(string(c), n-2) + `"`)
+			}
+			var b store.Batch
+			for i, size := range []int{3 << 20, 600 << 10, 600 << 10, 2, 600 << 10, 1 << 20} {
+				b.Models = append(b.Models, store.Model{ModelID: "big", Version: i + 1, Data: big(byte('a'+i), size)})
+			}
+			if err := s.Apply(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			ms, err := s.ModelVersions(ctx, "big")
+			if err != nil || len(ms) != len(b.Models) {
+				t.Fatalf("%d versions, %v", len(ms), err)
+			}
+			for i, m := range ms {
+				if string(m.Data) != string(b.Models[i].Data) {
+					t.Errorf("version %d: %d bytes read back differ from the %d written", m.Version, len(m.Data), len(b.Models[i].Data))
+				}
+			}
+		})
+	}
+}
+
+// A cancelled Apply writes nothing.
+func TestApplyCancelled(t *testing.T) {
+	s := openFile(t)
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	err := s.Apply(cctx, store.Batch{Allocations: []store.Allocation{{RequestID: "r", Channel: "tv"}},
+		Checkpoint: map[string]map[int]int64{"t": {0: 1}}, Projector: "p"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply: %v, want context.Canceled", err)
+	}
+	as, err := s.Allocations(ctx, "r")
+	if err != nil || len(as) != 0 {
+		t.Fatalf("allocations after a cancelled Apply: %v, %v", as, err)
+	}
+	if err := s.Apply(ctx, store.Batch{Allocations: []store.Allocation{{RequestID: "r", Channel: "tv"}}}); err != nil {
+		t.Fatalf("Apply after a cancelled one: %v", err)
+	}
+}
+
+// A build writes with a rollback journal; Open puts the file back in WAL mode, with
+// what the build wrote.
+func TestOpenBuildThenOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gen.db")
+	ctx := context.Background()
+	b, err := OpenBuild(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	batch := store.Batch{Allocations: []store.Allocation{{RequestID: "r", Channel: "tv", Spend: 1}},
+		Checkpoint: map[string]map[int]int64{"t": {0: 1}}, Projector: "p"}
+	if err := b.Apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if mode := journalMode(t, b); mode != "delete" {
+		t.Errorf("build: journal_mode %q, want delete", mode)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenBuild(":memory:"); err == nil {
+		t.Error("OpenBuild(:memory:) succeeded")
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if mode := journalMode(t, s); mode != "wal" {
+		t.Errorf("reopened: journal_mode %q, want wal", mode)
+	}
+	cp, err := s.Checkpoint(ctx, "p")
+	if err != nil || cp["t"][0] != 1 {
+		t.Fatalf("checkpoint %v, %v", cp, err)
+	}
+}
+
+func journalMode(t *testing.T, s *Store) string {
+	t.Helper()
+	var mode string
+	if err := s.r.QueryRowContext(context.Background(), "PRAGMA journal_mode").Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	return mode
 }
