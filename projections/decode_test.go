@@ -12,15 +12,22 @@ import (
 	"testing"
 )
 
-// decodeResult must read what encoding/json reads: whenever its fast decoder accepts
-// data, the values must equal encoding/json's (and encoding/json must accept it too).
+// decodeJSON must read what encoding/json reads: whenever its fast decoder accepts
+// data, the values must equal encoding/json's (and encoding/json must accept it too),
+// for results and for requests.
 func sameResult(t *testing.T, data []byte) {
 	t.Helper()
-	var fast, slow resultData
-	ferr := decodeResult(data, &fast)
+	same[resultData](t, data)
+	same[requestData](t, data)
+}
+
+func same[T resultData | requestData](t *testing.T, data []byte) {
+	t.Helper()
+	var fast, slow T
+	ferr := decodeJSON(data, &fast)
 	serr := json.Unmarshal(data, &slow)
 	if (ferr == nil) != (serr == nil) {
-		t.Fatalf("decodeResult error %v, encoding/json %v on %s", ferr, serr, data)
+		t.Fatalf("decodeJSON(%T) error %v, encoding/json %v on %s", fast, ferr, serr, data)
 	}
 	if ferr == nil && !reflect.DeepEqual(fast, slow) {
 		t.Fatalf("values differ on %s:\nfast %+v\nslow %+v", data, fast, slow)
@@ -88,7 +95,7 @@ func genResultJSON(rng *rand.Rand) []byte {
 	return []byte("{" + strings.Join(fields, sep) + "}")
 }
 
-func TestDecodeResultMatchesEncodingJSON(t *testing.T) {
+func TestDecodeMatchesEncodingJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for range 8000 {
 		b := genResultJSON(rng)
@@ -101,8 +108,8 @@ func TestDecodeResultMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-// FuzzDecodeResult: on any input decodeResult agrees with encoding/json.
-func FuzzDecodeResult(f *testing.F) {
+// FuzzDecode: on any input decodeJSON agrees with encoding/json.
+func FuzzDecode(f *testing.F) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	for range 30 {
 		f.Add(genResultJSON(rng))

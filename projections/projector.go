@@ -288,7 +288,7 @@ func (p *Projector) step(ctx context.Context) (int, error) {
 		if topic == p.Topics.Models {
 			from = streams.Position{Offsets: p.registry.Offsets()}
 		}
-		b := p.newBatch(cp)
+		b := p.newBatch(cp, store.Batch{})
 		msgs := 0
 		var newest time.Time
 		flush := func(end bool) error {
@@ -305,7 +305,7 @@ func (p *Projector) step(ctx context.Context) (int, error) {
 			}
 			msgs = 0
 			cp = b.Checkpoint
-			b = p.newBatch(cp)
+			b = p.newBatch(cp, b)
 			return nil
 		}
 		n := 0
@@ -333,7 +333,7 @@ func (p *Projector) step(ctx context.Context) (int, error) {
 		}
 		if err == nil && uncommitted {
 			// Held rows left at the end of the Step: commit them with the checkpoint.
-			err = ap.submit(ctx, p.newBatch(cp), topic, 0, time.Time{})
+			err = ap.submit(ctx, p.newBatch(cp, store.Batch{}), topic, 0, time.Time{})
 			uncommitted = false
 		}
 		if werr := ap.wait(); err == nil || errors.Is(werr, ErrSwitched) {
@@ -426,7 +426,10 @@ func (p *Projector) resetTo(ctx context.Context, g store.Generation) error {
 	return fmt.Errorf("%w %q", ErrSwitched, g.Name)
 }
 
-func (p *Projector) newBatch(cp map[string]map[int]int64) store.Batch {
+// newBatch starts a batch from checkpoint cp, with room for as many rows as like has
+// (the previous batch: a topic's batches are alike, and slices grown row by row were
+// copied over and over).
+func (p *Projector) newBatch(cp map[string]map[int]int64, like store.Batch) store.Batch {
 	next := map[string]map[int]int64{}
 	for t, parts := range cp {
 		next[t] = map[int]int64{}
@@ -439,12 +442,21 @@ func (p *Projector) newBatch(cp map[string]map[int]int64) store.Batch {
 			next[t] = map[int]int64{}
 		}
 	}
-	return store.Batch{Projector: p.Name, Checkpoint: next}
+	return store.Batch{Projector: p.Name, Checkpoint: next,
+		Results:     make([]store.Result, 0, len(like.Results)),
+		Allocations: make([]store.Allocation, 0, len(like.Allocations)),
+		Models:      make([]store.Model, 0, len(like.Models)),
+		Audit:       make([]store.AuditEvent, 0, len(like.Audit)),
+		DeadLetters: make([]store.DeadLetter, 0, len(like.DeadLetters)),
+	}
 }
 
 func contentHash(b []byte) string {
 	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	const prefix = "sha256:"
+	h := make([]byte, len(prefix)+hex.EncodedLen(len(sum)))
+	hex.Encode(h[copy(h, prefix):], sum[:])
+	return string(h)
 }
 
 // project adds the rows one message turns into.
@@ -500,14 +512,12 @@ func (p *Projector) project(b *store.Batch, topic string, m streams.Message) {
 		}
 	case event.OptimizationRequested:
 		audit.RequestID = env.RequestID()
-		var r struct {
-			ModelID string `json:"model_id"`
-		}
-		json.Unmarshal(env.Data, &r) //nolint:errcheck
+		var r requestData
+		decodeJSON(env.Data, &r) //nolint:errcheck // what is not a request names no model
 		audit.ModelID = r.ModelID
 	case event.OptimizationCompleted:
 		var res resultData
-		if decodeResult(env.Data, &res) != nil {
+		if decodeJSON(env.Data, &res) != nil {
 			return
 		}
 		audit.RequestID, audit.ModelID = res.RequestID, res.ModelID
@@ -579,17 +589,23 @@ func compact(b []byte) bool {
 	return true
 }
 
-// decodeResult reads a result event's data into res. segmentio/encoding reads what
-// encoding/json reads, with the same values (TestDecodeResultMatchesEncodingJSON and
-// FuzzDecodeResult hold it to that), in a fraction of the time: decoding results was the
-// largest part of a replay's CPU. What it refuses goes through encoding/json, for
-// encoding/json's answer.
-func decodeResult(data []byte, res *resultData) error {
-	if segjson.Unmarshal(data, res) == nil {
+// decodeJSON reads an event's data into v, a *resultData or a *requestData.
+// segmentio/encoding reads what encoding/json reads, with the same values
+// (TestDecodeMatchesEncodingJSON and FuzzDecode hold it to that), in a fraction of the
+// time: decoding results was the largest part of a replay's CPU. What it refuses goes
+// through encoding/json, for encoding/json's answer.
+func decodeJSON[T resultData | requestData](data []byte, v *T) error {
+	if segjson.Unmarshal(data, v) == nil {
 		return nil
 	}
-	*res = resultData{}
-	return json.Unmarshal(data, res)
+	var zero T
+	*v = zero
+	return json.Unmarshal(data, v)
+}
+
+// requestData is what the projector reads of a request event's data.
+type requestData struct {
+	ModelID string `json:"model_id"`
 }
 
 // resultData is what the projector reads of a result event's data (engine.Result
