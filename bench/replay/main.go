@@ -1,7 +1,7 @@
 // Command replay benchmarks `atlas replay`: how fast the read models are rebuilt from
 // the log, next to how fast the same log is merely read, in the same run.
 //
-//	go run ./bench/replay [-target sqlite|clickhouse|both] [-n 50000] [-cpuprofile FILE] [-watch NAME=PID,...]
+//	go run ./bench/replay [-target sqlite|clickhouse|both] [-n 50000] [-count 1] [-cpuprofile FILE] [-watch NAME=PID,...]
 //
 // For each target, on a fresh log (embedded JetStream for the embedded SQLite store,
 // the local Kafka broker for ClickHouse, as deployed) holding n requests, n result
@@ -12,7 +12,16 @@
 //  2. replay: replay.Replay.Build into a fresh generation (a new SQLite file, a new
 //     ClickHouse database), messages/s of log events replayed, and rows/s written.
 //
-// -cpuprofile profiles the replay phase only. -watch reports, on stderr, the CPU that
+// Besides the process's CPU per message, the report gives the time spent in the store's
+// writes (Store.Apply, one at a time: the replay's critical path while the projector
+// reads and decodes the next batch beside it), wall and, on Linux, the CPU of the
+// thread that made them. On a shared machine these say what two idle cores would do:
+// at most 1e6 / max(writes' wall, CPU per message / 2) messages/s, with the writes'
+// wall measured idle, or taken as their CPU plus their waits for the disk.
+//
+// -count repeats the raw read and the replay on the same log (the generation dropped
+// in between), a report line each: on a shared machine the spread shows what the load
+// did. -cpuprofile profiles the first replay phase only. -watch reports, on stderr, the CPU that
 // local services (the ClickHouse server, the Kafka broker) spent during the replay, per
 // message: on a machine they share, their work and the replay process's add up.
 //
@@ -34,6 +43,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,6 +51,7 @@ import (
 
 	"github.com/atlas-mmm/atlas/projections/replay"
 	"github.com/atlas-mmm/atlas/projections/replay/replaytest"
+	"github.com/atlas-mmm/atlas/projections/store"
 	"github.com/atlas-mmm/atlas/projections/store/clickhouse"
 	"github.com/atlas-mmm/atlas/streams"
 	"github.com/atlas-mmm/atlas/streams/jetstream"
@@ -53,6 +64,7 @@ func main() {
 	n := flag.Int("n", 50000, "requests (each with a result event)")
 	chAddr := flag.String("clickhouse", "127.0.0.1:19000", "ClickHouse native address")
 	brokers := flag.String("kafka", "127.0.0.1:19092", "Kafka brokers")
+	count := flag.Int("count", 1, "runs (raw read, then replay into a fresh generation) on the same log, a report line each")
 	batch := flag.Int("batch", 0, "rows per store write (default: atlas replay's, 20000 on SQLite, 50000 on ClickHouse)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the replay phase only (not the writing of the log nor the raw read) to FILE; FILE.sqlite and FILE.clickhouse with -target both")
 	var watch pidList
@@ -70,15 +82,15 @@ func main() {
 		return *cpuprofile + "." + kind
 	}
 	fmt.Printf("## Replay benchmark (%d requests, GOMAXPROCS %d, %s)\n\n", *n, runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
-	fmt.Println("| target | log | messages | raw read (msg/s) | replay (msg/s) | rows written | rows/s | replay / read | CPU µs/msg: read, replay |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| target | log | messages | raw read (msg/s) | replay (msg/s) | rows written | rows/s | replay / read | CPU µs/msg: read, replay | writes µs/msg: wall, CPU |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	if *target == "sqlite" || *target == "both" {
-		if err := benchSQLite(ctx, *n, or(*batch, 20000), profile("sqlite"), watch); err != nil {
+		if err := benchSQLite(ctx, *n, or(*batch, 20000), *count, profile("sqlite"), watch); err != nil {
 			fail(err)
 		}
 	}
 	if *target == "clickhouse" || *target == "both" {
-		if err := benchClickHouse(ctx, *n, or(*batch, 50000), *chAddr, *brokers, profile("clickhouse"), watch); err != nil {
+		if err := benchClickHouse(ctx, *n, or(*batch, 50000), *count, *chAddr, *brokers, profile("clickhouse"), watch); err != nil {
 			fail(err)
 		}
 	}
@@ -124,7 +136,7 @@ func suffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-func benchSQLite(ctx context.Context, n, batch int, prof string, watch pidList) error {
+func benchSQLite(ctx context.Context, n, batch, count int, prof string, watch pidList) error {
 	dir, err := os.MkdirTemp("", "atlas-replay-bench-")
 	if err != nil {
 		return err
@@ -140,10 +152,10 @@ func benchSQLite(ctx context.Context, n, batch int, prof string, watch pidList) 
 	if err != nil {
 		return err
 	}
-	return run(ctx, "SQLite (embedded)", "JetStream (embedded)", l, topics, tg, n, batch, prof, watch)
+	return run(ctx, "SQLite (embedded)", "JetStream (embedded)", l, topics, tg, n, batch, count, prof, watch)
 }
 
-func benchClickHouse(ctx context.Context, n, batch int, addr, brokers, prof string, watch pidList) error {
+func benchClickHouse(ctx context.Context, n, batch, count int, addr, brokers, prof string, watch pidList) error {
 	l, err := kafka.Open(ctx, kafka.Config{Brokers: strings.Split(brokers, ","), Partitions: 4, ReplicationFactor: 1})
 	if err != nil {
 		return err
@@ -170,10 +182,10 @@ func benchClickHouse(ctx context.Context, n, batch int, addr, brokers, prof stri
 			admin.Close()
 		}
 	}()
-	return run(ctx, "ClickHouse "+addr, "Kafka "+brokers, l, topics, tg, n, batch, prof, watch)
+	return run(ctx, "ClickHouse "+addr, "Kafka "+brokers, l, topics, tg, n, batch, count, prof, watch)
 }
 
-func run(ctx context.Context, target, logName string, l streams.Log, topics processor.Topics, tg replay.Target, n, batch int, prof string, watch pidList) error {
+func run(ctx context.Context, target, logName string, l streams.Log, topics processor.Topics, tg replay.Target, n, batch, count int, prof string, watch pidList) error {
 	if err := processor.CreateTopics(ctx, l, topics, 4); err != nil {
 		return err
 	}
@@ -183,10 +195,25 @@ func run(ctx context.Context, target, logName string, l streams.Log, topics proc
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "  written in %v\n", time.Since(start).Round(time.Millisecond))
+	for i := range count {
+		if i > 0 {
+			if err := tg.Drop(ctx, "bench"); err != nil {
+				return err
+			}
+		}
+		if err := once(ctx, target, logName, l, topics, tg, n, batch, prof, watch); err != nil {
+			return err
+		}
+		prof = "" // the first run's profile only
+	}
+	return nil
+}
 
+// once reads the log raw, replays it into generation "bench" and prints a report line.
+func once(ctx context.Context, target, logName string, l streams.Log, topics processor.Topics, tg replay.Target, n, batch int, prof string, watch pidList) error {
 	// 1. Raw read.
 	cpu0 := cpuTime()
-	start = time.Now()
+	start := time.Now()
 	var msgs int64
 	for _, t := range []string{topics.Models, topics.Requests, topics.Results, topics.DeadLetters} {
 		if err := l.Read(ctx, t, streams.Position{}, streams.Position{}, func(streams.Message) error {
@@ -201,7 +228,8 @@ func run(ctx context.Context, target, logName string, l streams.Log, topics proc
 	fmt.Fprintf(os.Stderr, "  raw read: %d messages in %v\n", msgs, read.Round(time.Millisecond))
 
 	// 2. Replay.
-	r := &replay.Replay{Log: l, Target: tg, Topics: topics, BatchRows: batch}
+	w := &writes{}
+	r := &replay.Replay{Log: l, Target: timedTarget{tg, w}, Topics: topics, BatchRows: batch}
 	if _, ok := tg.(*replay.ClickHouse); ok {
 		r.CommitRows = replay.ClickHouseCommitRows // as atlas replay
 	}
@@ -238,12 +266,66 @@ func run(ctx context.Context, target, logName string, l streams.Log, topics proc
 	rows := int64(2*n) + int64(n) + int64(completed*len(replaytest.Channels)) + int64(n/500) + 4 + 4
 	readRate := float64(msgs) / read.Seconds()
 	rate := float64(g.Messages) / took.Seconds()
-	fmt.Printf("| %s | %s | %d | %.0f | %.0f | %d | %.0f | %.2f | %.1f, %.1f |\n", target, logName, msgs, readRate, rate, rows,
-		float64(rows)/took.Seconds(), rate/readRate, perMsg(readCPU, msgs), perMsg(replayCPU, msgs))
+	writesCPU := "n/a"
+	if w.cpuOK {
+		writesCPU = fmt.Sprintf("%.1f", perMsg(w.cpu, msgs))
+	}
+	fmt.Printf("| %s | %s | %d | %.0f | %.0f | %d | %.0f | %.2f | %.1f, %.1f | %.1f, %s |\n", target, logName, msgs, readRate, rate, rows,
+		float64(rows)/took.Seconds(), rate/readRate, perMsg(readCPU, msgs), perMsg(replayCPU, msgs), perMsg(w.wall, msgs), writesCPU)
 	for i, w := range watch {
 		fmt.Fprintf(os.Stderr, "  %s (pid %d) during the replay: %.1f µs of CPU per message\n", w.name, w.pid, perMsg(srv[i]-srv0[i], msgs))
 	}
 	return nil
+}
+
+// writes sums the time the stores of a timedTarget spend in Apply.
+type writes struct {
+	mu    sync.Mutex
+	wall  time.Duration
+	cpu   time.Duration
+	cpuOK bool
+}
+
+// timedTarget is a replay.Target whose generations' Apply is timed into w.
+type timedTarget struct {
+	replay.Target
+	w *writes
+}
+
+func (t timedTarget) Open(ctx context.Context, name string, create bool) (store.Store, bool, error) {
+	s, existed, err := t.Target.Open(ctx, name, create)
+	if err != nil {
+		return nil, false, err
+	}
+	gs, ok := s.(store.Generations)
+	if !ok {
+		return nil, false, fmt.Errorf("%T records no generations", s)
+	}
+	return timedStore{s, gs, t.w}, existed, nil
+}
+
+type timedStore struct {
+	store.Store
+	store.Generations
+	w *writes
+}
+
+// Apply is timed on a thread of its own (the goroutine locked to it), so that the
+// thread's CPU time is the Apply's.
+func (s timedStore) Apply(ctx context.Context, b store.Batch) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0, ok0 := threadCPU()
+	start := time.Now()
+	err := s.Store.Apply(ctx, b)
+	wall := time.Since(start)
+	cpu1, ok1 := threadCPU()
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	s.w.wall += wall
+	s.w.cpu += cpu1 - cpu0
+	s.w.cpuOK = ok0 && ok1
+	return err
 }
 
 // pidList is the -watch flag: services whose CPU time the run reports.
