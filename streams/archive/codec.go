@@ -130,6 +130,7 @@ type Reader struct {
 	r      *bufio.Reader
 	header Header
 	topics map[string]int // partitions per topic
+	names  []string       // the topics, to intern the names on the lines
 	crc    hash.Hash32
 	counts map[string]int64
 	total  int64
@@ -159,6 +160,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	}
 	for _, t := range ar.header.Topics {
 		ar.topics[t.Name] = t.Partitions
+		ar.names = append(ar.names, t.Name)
 	}
 	return ar, nil
 }
@@ -216,14 +218,14 @@ func (r *Reader) next() (streams.Message, error) {
 		return streams.Message{}, io.EOF
 	}
 	for {
-		l, err := r.readRaw(false)
+		l, err := r.readRaw()
 		if err == io.EOF {
 			return streams.Message{}, r.atEOF()
 		}
 		if err != nil {
 			return streams.Message{}, err
 		}
-		m, ok, err := r.accept(l, parseLine(l))
+		m, ok, err := r.accept(l, parseLine(l, false, r.names))
 		if err != nil || ok {
 			return m, err
 		}
@@ -239,16 +241,13 @@ type rawLine struct {
 	b   []byte
 }
 
-// readRaw reads the next line; own makes the line's bytes its own (they are the
-// reader's buffer otherwise, valid until the next read). io.EOF at the end of the file.
-func (r *Reader) readRaw(own bool) (rawLine, error) {
+// readRaw reads the next line; its bytes are the reader's buffer, valid until the next
+// read. io.EOF at the end of the file.
+func (r *Reader) readRaw() (rawLine, error) {
 	sum := r.crc.Sum32()
 	b, err := r.readLine()
 	if err != nil {
 		return rawLine{}, err
-	}
-	if own {
-		b = bytes.Clone(b)
 	}
 	return rawLine{n: r.line, sum: sum, b: b}, nil
 }
@@ -261,9 +260,9 @@ type parsed struct {
 }
 
 // parseLine decodes a line; it depends on nothing else, so lines can be parsed in
-// parallel.
-func parseLine(l rawLine) parsed {
-	m, end, err := parseMessage(l.b)
+// parallel. alias and topics are as for parseMessage.
+func parseLine(l rawLine, alias bool, topics []string) parsed {
+	m, end, err := parseMessage(l.b, alias, topics)
 	if err != nil {
 		err = fmt.Errorf("archive: line %d: %w", l.n, err)
 	}
@@ -344,7 +343,9 @@ func (r *Reader) Each(ctx context.Context, fn func(streams.Message) error) error
 			for c := range todo {
 				c.parsed = make([]parsed, len(c.lines))
 				for i, l := range c.lines {
-					c.parsed[i] = parseLine(l)
+					// The line is in the chunk's own memory: the message may keep
+					// parts of it rather than copies.
+					c.parsed[i] = parseLine(l, true, r.names)
 				}
 				close(c.done)
 			}
@@ -355,16 +356,22 @@ func (r *Reader) Each(ctx context.Context, fn func(streams.Message) error) error
 			close(todo)
 			close(order)
 		}()
+		var slab []byte // memory for the lines: one allocation for many of them
 		for ctx.Err() == nil {
 			c := &chunk{lines: make([]rawLine, 0, chunkSize), done: make(chan struct{})}
 			for len(c.lines) < chunkSize && c.err == nil && !c.eof {
-				l, err := r.readRaw(true)
+				l, err := r.readRaw()
 				switch {
 				case err == io.EOF:
 					c.eof = true
 				case err != nil:
 					c.err = err
 				default:
+					if len(l.b) > cap(slab)-len(slab) {
+						slab = make([]byte, 0, max(slabSize, len(l.b)))
+					}
+					slab = append(slab, l.b...)
+					l.b = slab[len(slab)-len(l.b) : len(slab) : len(slab)]
 					c.lines = append(c.lines, l)
 				}
 			}
@@ -415,6 +422,10 @@ func (r *Reader) Each(ctx context.Context, fn func(streams.Message) error) error
 	}
 	return ctx.Err()
 }
+
+// slabSize is the size of the blocks Each copies lines into. A block stays in memory as
+// long as any message parsed from it does.
+const slabSize = 256 << 10
 
 func (r *Reader) checkTrailer(t *Trailer, sum uint32) error {
 	if t.Messages != r.total {

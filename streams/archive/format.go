@@ -213,8 +213,12 @@ type line struct {
 // take a fast path that reads the fields in their fixed order and checks the value with
 // json.Valid; anything else that is valid JSON is read with encoding/json, so a file
 // edited by hand or another tool still imports. Both give the same message.
-func parseMessage(raw []byte) (streams.Message, *Trailer, error) {
-	if m, ok := parseFast(raw); ok {
+//
+// The message's Key and Value are its own unless alias is set: then they may be parts
+// of raw, which the caller hands over (a line read into memory of its own). topics are
+// names the caller expects; a topic among them costs no allocation.
+func parseMessage(raw []byte, alias bool, topics []string) (streams.Message, *Trailer, error) {
+	if m, ok := parseFast(raw, alias, topics); ok {
 		return m, nil, nil
 	}
 	var l line
@@ -283,14 +287,21 @@ func (l *line) message() (streams.Message, *Trailer, error) {
 }
 
 // parseFast reads a line in exactly the Writer's layout, or reports that it is not one.
-func parseFast(raw []byte) (streams.Message, bool) {
+// alias and topics are as for parseMessage.
+func parseFast(raw []byte, alias bool, topics []string) (streams.Message, bool) {
 	var m streams.Message
 	p := fastParser{b: raw}
+	own := func(b []byte) []byte {
+		if alias {
+			return b[:len(b):len(b)]
+		}
+		return bytes.Clone(b)
+	}
 	if !p.lit(`{"topic":`) {
 		return m, false
 	}
 	topic, ok := p.str()
-	if !ok || topic == "" || !p.lit(`,"partition":`) {
+	if !ok || len(topic) == 0 || !p.lit(`,"partition":`) {
 		return m, false
 	}
 	part, ok := p.int()
@@ -301,19 +312,19 @@ func parseFast(raw []byte) (streams.Message, bool) {
 	if !ok {
 		return m, false
 	}
-	m.Topic, m.Partition, m.Offset = topic, int(part), off
+	m.Topic, m.Partition, m.Offset = intern(topic, topics), int(part), off
 	if p.lit(`,"key":`) {
 		k, ok := p.str()
-		if !ok || k == "" {
+		if !ok || len(k) == 0 {
 			return m, false
 		}
-		m.Key = []byte(k)
+		m.Key = own(k)
 	} else if p.lit(`,"key_base64":`) {
 		k, ok := p.str()
 		if !ok {
 			return m, false
 		}
-		key, err := base64.StdEncoding.DecodeString(k)
+		key, err := base64.StdEncoding.AppendDecode(nil, k)
 		if err != nil || len(key) == 0 {
 			return m, false
 		}
@@ -326,7 +337,7 @@ func parseFast(raw []byte) (streams.Message, bool) {
 	if !ok {
 		return m, false
 	}
-	t, err := time.Parse(time.RFC3339Nano, ts)
+	t, err := time.Parse(time.RFC3339Nano, string(ts))
 	if err != nil {
 		return m, false
 	}
@@ -339,7 +350,7 @@ func parseFast(raw []byte) (streams.Message, bool) {
 		if !ok || !p.lit(`}`) || p.i != len(p.b) {
 			return m, false
 		}
-		value, err := base64.StdEncoding.DecodeString(v)
+		value, err := base64.StdEncoding.AppendDecode(nil, v)
 		if err != nil || len(value) == 0 {
 			return m, false
 		}
@@ -356,10 +367,20 @@ func parseFast(raw []byte) (streams.Message, bool) {
 		if !rawJSON(v) {
 			return m, false
 		}
-		m.Value = bytes.Clone(v) // raw is the reader's buffer
+		m.Value = own(v)
 		return m, true
 	}
 	return m, false
+}
+
+// intern returns b as a string, one of names if it is among them (no allocation).
+func intern(b []byte, names []string) string {
+	for _, n := range names {
+		if string(b) == n {
+			return n
+		}
+	}
+	return string(b)
 }
 
 // fastParser reads the few JSON forms the Writer produces; anything unusual (escapes,
@@ -377,10 +398,11 @@ func (p *fastParser) lit(s string) bool {
 	return false
 }
 
-// str reads a string without escapes or control characters, in valid UTF-8.
-func (p *fastParser) str() (string, bool) {
+// str reads a string without escapes or control characters, in valid UTF-8, and
+// returns its content (part of the line).
+func (p *fastParser) str() ([]byte, bool) {
 	if p.i >= len(p.b) || p.b[p.i] != '"' {
-		return "", false
+		return nil, false
 	}
 	start := p.i + 1
 	for j := start; j < len(p.b); j++ {
@@ -388,15 +410,15 @@ func (p *fastParser) str() (string, bool) {
 		case c == '"':
 			s := p.b[start:j]
 			if !utf8.Valid(s) {
-				return "", false
+				return nil, false
 			}
 			p.i = j + 1
-			return string(s), true
+			return s, true
 		case c == '\\' || c < 0x20:
-			return "", false
+			return nil, false
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // int reads a non-negative integer in canonical form.

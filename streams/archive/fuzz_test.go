@@ -24,7 +24,7 @@ func FuzzReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		readArchive(bytes.NewReader(data)) //nolint:errcheck // errors are expected; panics are not
 		for _, raw := range bytes.Split(data, []byte("\n")) {
-			fast, ok := parseFast(raw)
+			fast, ok := parseFast(raw, false, nil)
 			if !ok {
 				continue
 			}
@@ -39,6 +39,12 @@ func FuzzReader(f *testing.F) {
 				t.Fatalf("fast path accepted a line the general path refuses (%v): %q", err, raw)
 			}
 			sameMessages(t, []streams.Message{fast}, []streams.Message{slow})
+			// Parsing a line of its own (as Each does) gives the same message.
+			aliased, ok := parseFast(bytes.Clone(raw), true, []string{"m", "dead"})
+			if !ok {
+				t.Fatalf("fast path refused a line it accepts when copying: %q", raw)
+			}
+			sameMessages(t, []streams.Message{aliased}, []streams.Message{slow})
 		}
 	})
 }

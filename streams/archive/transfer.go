@@ -240,6 +240,12 @@ type ImportOptions struct {
 	Observe func(m streams.Message)
 }
 
+// ownedAppender is a log with a faster append for a topic that one writer owns, as
+// Import owns its new topics (jetstream.Log.AppendOwned).
+type ownedAppender interface {
+	AppendOwned(ctx context.Context, topic string, recs ...streams.Record) error
+}
+
 // ErrNotEmpty is returned (wrapped) when a target topic already holds messages.
 var ErrNotEmpty = errors.New("target topic is not empty")
 
@@ -284,6 +290,10 @@ func Import(ctx context.Context, l streams.Log, r *Reader, opt ImportOptions) (S
 		}
 	}
 
+	appendTo := l.Append
+	if o, ok := l.(ownedAppender); ok {
+		appendTo = o.AppendOwned
+	}
 	// Reading and decoding the file runs beside the appends: one batch in the making
 	// while the previous one is written.
 	type batch struct {
@@ -366,7 +376,7 @@ func Import(ctx context.Context, l streams.Log, r *Reader, opt ImportOptions) (S
 					if ctx.Err() != nil {
 						continue // drain: another appender failed
 					}
-					if err := l.Append(ctx, name, recs...); err != nil {
+					if err := appendTo(ctx, name, recs...); err != nil {
 						mu.Lock()
 						n := st.Messages
 						mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -379,6 +380,60 @@ func TestKeyHeaderRoundTrip(t *testing.T) {
 	}
 	if got, _ := keyFromHeader(keyHeader(nil)); got != nil {
 		t.Errorf("nil key came back as %q", got)
+	}
+}
+
+// AppendOwned stores what Append would, in the same order, with keys and times; and a
+// record the stream drops without telling (it answers only records that ask) fails the
+// call instead of going missing.
+func TestAppendOwned(t *testing.T) {
+	ctx := context.Background()
+	l := open(t, Config{DataDir: t.TempDir()})
+	defer l.Close()
+	if err := l.CreateTopic(ctx, "owned", 3); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 26, 4, 21, 0, 123456789, time.UTC)
+	// Several acknowledgement intervals, and a last record off the interval.
+	recs := make([]streams.Record, 3*ownedAckEvery+7)
+	for i := range recs {
+		recs[i] = streams.Record{Key: fmt.Appendf(nil, "key-%d", i%37), Value: fmt.Appendf(nil, `{"i":%d}`, i), Time: t0.Add(time.Duration(i))}
+	}
+	recs[5].Key = nil
+	if err := l.AppendOwned(ctx, "owned", recs[:1]...); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendOwned(ctx, "owned", recs[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, l, "owned")
+	if len(got) != len(recs) {
+		t.Fatalf("read %d records, appended %d", len(got), len(recs))
+	}
+	for i, m := range got {
+		r := recs[i]
+		if string(m.Key) != string(r.Key) || string(m.Value) != string(r.Value) || !m.Time.Equal(r.Time) ||
+			m.Offset != int64(i+1) || m.Partition != Partition(r.Key, 3) {
+			t.Fatalf("record %d: got %+v, appended %+v", i, m, r)
+		}
+	}
+
+	// The stream refuses a record over its size limit, and tells only a publisher that
+	// asked for an acknowledgement: here, the record is one that does not ask.
+	info, err := l.js.Stream(ctx, sanitize("owned"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := info.CachedInfo().Config
+	cfg.MaxMsgSize = 1024
+	if _, err := l.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	more := slices.Clone(recs[:2*ownedAckEvery])
+	more[ownedAckEvery/2].Value = make([]byte, 2048)
+	err = l.AppendOwned(ctx, "owned", more...)
+	if err == nil || !strings.Contains(err.Error(), "dropped 1 record(s)") {
+		t.Fatalf("AppendOwned with a dropped record: %v, want an error saying 1 record was lost", err)
 	}
 }
 
