@@ -36,7 +36,9 @@ func Create(path string) (io.WriteCloser, error) {
 		}
 		return &fileWriter{w: zw, z: zw, f: f}, nil
 	case strings.HasSuffix(path, ".zst"):
-		zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedDefault))
+		// One encoder, in the writing goroutine: zstd's background block encoding
+		// cost a quarter more CPU, and an export has other work for the second core.
+		zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 		if err != nil {
 			return fail(err)
 		}

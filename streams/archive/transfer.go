@@ -117,6 +117,7 @@ type encoder struct {
 	cur   *chunk
 	todo  chan *chunk // to the encoding workers
 	order chan *chunk // to the writer, in message order
+	free  chan *chunk // written chunks, for reuse
 	wg    sync.WaitGroup
 	done  chan error // the writer's outcome
 	err   atomic.Pointer[error]
@@ -132,7 +133,7 @@ const chunkSize = 512
 
 func newEncoder(w *Writer) *encoder {
 	n := runtime.GOMAXPROCS(0)
-	e := &encoder{todo: make(chan *chunk, 2*n), order: make(chan *chunk, 4*n), done: make(chan error, 1)}
+	e := &encoder{todo: make(chan *chunk, 2*n), order: make(chan *chunk, 4*n), free: make(chan *chunk, 8*n), done: make(chan error, 1)}
 	for range n {
 		e.wg.Go(func() {
 			for c := range e.todo {
@@ -142,7 +143,9 @@ func newEncoder(w *Writer) *encoder {
 				for i := range c.msgs {
 					size += len(c.msgs[i].Topic) + 2*len(c.msgs[i].Key) + len(c.msgs[i].Value)*4/3 + 128
 				}
-				c.buf = make([]byte, 0, size)
+				if cap(c.buf) < size {
+					c.buf = make([]byte, 0, size)
+				}
 				for i := range c.msgs {
 					c.buf = appendMessage(c.buf, &c.msgs[i])
 				}
@@ -159,6 +162,14 @@ func newEncoder(w *Writer) *encoder {
 					e.err.Store(&err)
 				}
 			}
+			// Reusing the chunk's memory spares the garbage collector about 1.5 KB per
+			// message (and the zeroing of fresh buffers).
+			clear(c.msgs) // the values belong to the log's messages
+			c.msgs, c.buf, c.encoded = c.msgs[:0], c.buf[:0], make(chan struct{})
+			select {
+			case e.free <- c:
+			default:
+			}
 		}
 		e.done <- err
 	}()
@@ -170,7 +181,11 @@ func (e *encoder) add(m streams.Message) error {
 		return *p
 	}
 	if e.cur == nil {
-		e.cur = &chunk{msgs: make([]streams.Message, 0, chunkSize), encoded: make(chan struct{})}
+		select {
+		case e.cur = <-e.free:
+		default:
+			e.cur = &chunk{msgs: make([]streams.Message, 0, chunkSize), encoded: make(chan struct{})}
+		}
 	}
 	e.cur.msgs = append(e.cur.msgs, m)
 	if len(e.cur.msgs) == chunkSize {
