@@ -301,7 +301,11 @@ func Import(ctx context.Context, l streams.Log, r *Reader, opt ImportOptions) (S
 			held = max(held, end)
 		}
 		if held > 0 {
-			return Stats{}, fmt.Errorf("import: %w: %q already holds messages (end offsets %v); import only into a new, empty log", ErrNotEmpty, name, ends)
+			// A log an import was interrupted in (a crash, a full disk, Ctrl-C) holds the
+			// first part of an archive and ends up here too: say so, since appending the
+			// archive again would duplicate that part.
+			return Stats{}, fmt.Errorf("import: %w: %q already holds messages (end offsets %v); import only into a new, empty log "+
+				"(if an earlier import into this one did not finish, it holds part of that archive: delete it and import again)", ErrNotEmpty, name, ends)
 		}
 	}
 

@@ -139,6 +139,21 @@ func TestImportRefusesNonEmptyTarget(t *testing.T) {
 			t.Fatalf("the refused import wrote to atlas.models: %v", ends)
 		}
 	}
+	// An import interrupted half-way leaves part of the archive: importing again is
+	// refused, saying what probably happened.
+	dst1 := openEmbedded(t)
+	ictx, cancel := context.WithCancel(ctx)
+	ar, _ = NewReader(bytes.NewReader(data))
+	_, err = Import(ictx, dst1, ar, ImportOptions{Batch: 16, Progress: func(n int64) { cancel() }})
+	cancel()
+	if err == nil {
+		t.Fatal("an interrupted import succeeded")
+	}
+	ar, _ = NewReader(bytes.NewReader(data))
+	_, err = Import(ctx, dst1, ar, ImportOptions{})
+	if !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "did not finish") {
+		t.Fatalf("import into a partly imported log: %v", err)
+	}
 	// An empty topic with another partition count is refused too.
 	dst2 := openEmbedded(t)
 	dst2.CreateTopic(ctx, "atlas.requests", 5)
