@@ -257,3 +257,77 @@ func TestExportImportCommands(t *testing.T) {
 		t.Fatalf("import of a truncated file: exit %d\n%s", code, errs)
 	}
 }
+
+// The group commit after an import reads the requests through the group, whose members
+// are delivered only so many uncommitted messages (MaxAckPending per partition): it
+// must commit as it reads, and stop reading a partition at its first unanswered request
+// however much follows it. Here the limit is 8 messages, the log 40 requests per
+// partition.
+func TestImportGroupCommitBeyondAckPending(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := jetstream.Open(ctx, jetstream.Config{DataDir: t.TempDir(), MaxAckPending: 8, LeaseTTL: 5 * time.Second, RebalanceInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const topic, parts = "atlas.requests", 3
+	if err := l.CreateTopic(ctx, topic, parts); err != nil {
+		t.Fatal(err)
+	}
+	h := archive.Header{Topics: []archive.Topic{{Role: archive.RoleRequests, Name: topic, Partitions: parts}, {Role: archive.RoleResults, Name: "atlas.results", Partitions: parts}}}
+	ans := newAnswerSet(h)
+	// Every request answered but one: the 10th of partition 0.
+	var recs []streams.Record
+	perPart := map[int]int{}
+	var unanswered string
+	for i := 0; len(recs) < 40*parts; i++ {
+		k := fmt.Sprintf("req-%d", i)
+		p := jetstream.Partition([]byte(k), parts)
+		if perPart[p] == 40 {
+			continue
+		}
+		perPart[p]++
+		recs = append(recs, streams.Record{Key: []byte(k), Value: []byte(`{}`)})
+		ans.observe(streams.Message{Topic: topic, Partition: p, Key: []byte(k)})
+		if p == 0 && perPart[p] == 10 {
+			unanswered = k
+			continue
+		}
+		ans.observe(streams.Message{Topic: "atlas.results", Key: []byte(k)})
+	}
+	if err := l.Append(ctx, topic, recs...); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ans.commit(ctx, l, topic, "atlas-processor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(40*parts - 31); n != want {
+		t.Fatalf("committed past %d requests, want %d", n, want)
+	}
+	// A member of the group now starts at the unanswered request, and nowhere else.
+	sub, err := l.Subscribe(ctx, topic, "atlas-processor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	m, err := sub.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Key) != unanswered {
+		t.Fatalf("the group resumes at %q (partition %d), want the unanswered %q", m.Key, m.Partition, unanswered)
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer fcancel()
+	for {
+		m, err := sub.Fetch(fctx)
+		if err != nil {
+			break
+		}
+		if m.Partition != 0 {
+			t.Fatalf("partition %d delivered %q after the commit", m.Partition, m.Key)
+		}
+	}
+}

@@ -162,12 +162,21 @@ func (a *answerSet) handled(key []byte, nth int) bool {
 	return nth < len(pos) && a.dead[pos[nth]]
 }
 
-// commit joins the group on the imported request topic, reads every request, and
+// commit joins the group on the imported request topic, reads the requests, and
 // commits each partition up to the last request of its longest answered prefix: what
 // the source's processor had at least done. It returns how many requests that covers.
+//
+// It commits as it reads (every 1024 messages, and whenever deliveries pause): a group
+// member is only delivered so many messages it has not committed (on JetStream 20000 per
+// partition), so reading a large log to its end before committing would stall. A partition is read up to its first unanswered request (what
+// follows it stays uncommitted, however many are delivered) or to its end.
 func (a *answerSet) commit(ctx context.Context, l streams.Log, topic, group string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	ends, err := l.EndOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
 	sub, err := l.Subscribe(ctx, topic, group)
 	if err != nil {
 		return 0, err
@@ -177,43 +186,76 @@ func (a *answerSet) commit(ctx context.Context, l streams.Log, topic, group stri
 		p   int
 		off int64
 	}
-	seen := map[pos]bool{}
-	nth := map[string]int{}
-	stopped := map[int]bool{}
-	last := map[int]streams.Message{}
-	var covered int64
-	for int64(len(seen)) < a.requests {
-		m, err := sub.Fetch(ctx)
+	var (
+		seen    = map[pos]bool{}
+		nth     = map[string]int{}
+		done    = map[int]bool{} // stopped at an unanswered request, or read to the end
+		open    = 0              // partitions not done
+		last    = map[int]streams.Message{}
+		dirty   = map[int]bool{} // partitions whose last answered request is not committed
+		covered int64
+	)
+	for p, end := range ends {
+		if end > 0 {
+			open++
+		} else {
+			done[p] = true
+		}
+	}
+	flush := func() error {
+		if len(dirty) == 0 {
+			return nil
+		}
+		msgs := make([]streams.Message, 0, len(dirty))
+		for p := range dirty {
+			msgs = append(msgs, last[p])
+		}
+		clear(dirty)
+		return sub.Commit(ctx, msgs...)
+	}
+	for n := 0; open > 0; n++ {
+		// Commit whenever deliveries pause too: they may wait for it.
+		fctx, fcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		m, err := sub.Fetch(fctx)
+		fcancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			if err := flush(); err != nil {
+				return 0, err
+			}
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) {
 				return 0, fmt.Errorf("read %d of %d requests back: %w", len(seen), a.requests, err)
 			}
 			return 0, err
 		}
-		if seen[pos{m.Partition, m.Offset}] {
-			continue // a redelivery
+		if done[m.Partition] || seen[pos{m.Partition, m.Offset}] {
+			continue // past the partition's stop, or a redelivery
 		}
 		seen[pos{m.Partition, m.Offset}] = true
 		i := nth[string(m.Key)]
 		nth[string(m.Key)]++
-		if stopped[m.Partition] {
-			continue
-		}
 		if a.handled(m.Key, i) {
 			last[m.Partition] = m
+			dirty[m.Partition] = true
 			covered++
 		} else {
-			stopped[m.Partition] = true
+			done[m.Partition] = true
+			open--
+		}
+		if !done[m.Partition] && m.Offset >= ends[m.Partition]-1 {
+			done[m.Partition] = true
+			open--
+		}
+		if n%1024 == 1023 {
+			if err := flush(); err != nil {
+				return 0, err
+			}
 		}
 	}
-	msgs := make([]streams.Message, 0, len(last))
-	for _, m := range last {
-		msgs = append(msgs, m)
-	}
-	if len(msgs) > 0 {
-		if err := sub.Commit(ctx, msgs...); err != nil {
-			return 0, err
-		}
+	if err := flush(); err != nil {
+		return 0, err
 	}
 	return covered, nil
 }
