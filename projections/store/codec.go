@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -190,16 +192,112 @@ func FromUnixNanos(ns int64) time.Time {
 }
 
 // EncodeJSON encodes a map or slice for a JSON column: "" when empty, so that empty and
-// absent read back alike (as nil).
+// absent read back alike (as nil). n is v's length.
 func EncodeJSON(v any, n int) (string, error) {
+	b, err := AppendJSON(nil, v, n)
+	return string(b), err
+}
+
+// AppendJSON appends what EncodeJSON returns for v to dst. The encoding is
+// encoding/json's; a result's expected KPIs (map[string]float64) and messages
+// ([]string) are encoded here without reflection when their strings need no escaping,
+// which is how they come (a replay encodes one of each per result, on the store's one
+// writer, the replay's critical path).
+func AppendJSON(dst []byte, v any, n int) ([]byte, error) {
 	if n == 0 {
-		return "", nil
+		return dst, nil
+	}
+	switch v := v.(type) {
+	case map[string]float64:
+		if b, ok := appendFloatMap(dst, v); ok {
+			return b, nil
+		}
+	case []string:
+		if b, ok := appendStrings(dst, v); ok {
+			return b, nil
+		}
 	}
 	raw, err := json.Marshal(v)
 	if err != nil {
-		return "", err
+		return dst, err
 	}
-	return string(raw), nil
+	return append(dst, raw...), nil
+}
+
+// appendFloatMap appends m as encoding/json does (keys in order), or reports false
+// for a key that needs escaping or a value JSON cannot hold.
+func appendFloatMap(dst []byte, m map[string]float64) ([]byte, bool) {
+	var room [8]string
+	keys := room[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var ok bool
+		if dst, ok = appendPlainString(dst, k); !ok {
+			return dst, false
+		}
+		dst = append(dst, ':')
+		if dst, ok = appendFloat(dst, m[k]); !ok {
+			return dst, false
+		}
+	}
+	return append(dst, '}'), true
+}
+
+// appendStrings appends ss as encoding/json does, or reports false for a string that
+// needs escaping.
+func appendStrings(dst []byte, ss []string) ([]byte, bool) {
+	dst = append(dst, '[')
+	for i, s := range ss {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var ok bool
+		if dst, ok = appendPlainString(dst, s); !ok {
+			return dst, false
+		}
+	}
+	return append(dst, ']'), true
+}
+
+// appendPlainString appends s quoted if it is printable ASCII that encoding/json does
+// not escape (it escapes '"', '\\' and, for HTML, '<', '>' and '&').
+func appendPlainString(dst []byte, s string) ([]byte, bool) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return dst, false
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"'), true
+}
+
+// appendFloat appends f as encoding/json does (ES6 number formatting), or reports false
+// for NaN and infinities, which it refuses.
+func appendFloat(dst []byte, f float64) ([]byte, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return dst, false
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 becomes e-9
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst, true
 }
 
 // DecodeJSON decodes a JSON column written by EncodeJSON into v ("" leaves v alone).

@@ -38,9 +38,10 @@ import (
 
 // Store is the SQLite read model. It is safe for concurrent use.
 type Store struct {
-	mu sync.Mutex // held while w is used
-	w  *writer    // the one writer connection
-	r  *sql.DB    // read-only connections
+	mu   sync.Mutex // held while w and json are used
+	w    *writer    // the one writer connection
+	json []byte     // scratch for a row's JSON columns
+	r    *sql.DB    // read-only connections
 
 	// failBeforeCheckpoint, set by tests, runs inside Apply's transaction after the rows
 	// and before the checkpoint; an error aborts the Apply.
@@ -293,18 +294,21 @@ func (s *Store) insert(ctx context.Context, query string, n int, bind func(v *bi
 func (s *Store) apply(ctx context.Context, b store.Batch) error {
 	err := s.insert(ctx, upsertResult, len(b.Results), func(v *binder, i int) error {
 		r := &b.Results[i]
-		expected, err := store.EncodeJSON(r.Expected, len(r.Expected))
+		// The JSON columns, encoded one after the other into s.json.
+		j, err := store.AppendJSON(s.json[:0], r.Expected, len(r.Expected))
 		if err != nil {
 			return fmt.Errorf("results[%d].expected: %w", i, err)
 		}
-		messages, err := store.EncodeJSON(r.Messages, len(r.Messages))
-		if err != nil {
+		e1 := len(j)
+		if j, err = store.AppendJSON(j, r.Messages, len(r.Messages)); err != nil {
 			return fmt.Errorf("results[%d].messages: %w", i, err)
 		}
-		errs, err := store.EncodeJSON(r.Errors, len(r.Errors))
-		if err != nil {
+		e2 := len(j)
+		if j, err = store.AppendJSON(j, r.Errors, len(r.Errors)); err != nil {
 			return fmt.Errorf("results[%d].errors: %w", i, err)
 		}
+		s.json = j
+		expected, messages, errs := j[:e1], j[e1:e2], j[e2:]
 		v.text(r.RequestID)
 		v.text(r.ModelID)
 		v.int(int64(r.ModelVersion))
@@ -312,12 +316,12 @@ func (s *Store) apply(ctx context.Context, b store.Batch) error {
 		v.text(r.Status)
 		v.text(r.Objective)
 		v.float(r.TotalSpend)
-		v.text(expected)
+		v.textBytes(expected)
 		v.floatp(r.UpperBound)
 		v.floatp(r.LowerBound)
 		v.float(r.Gap)
-		v.text(messages)
-		v.text(errs)
+		v.textBytes(messages)
+		v.textBytes(errs)
 		v.bool(r.Rejected)
 		v.int(store.UnixNanos(r.RequestTime))
 		v.int(store.UnixNanos(r.ResultTime))
