@@ -275,6 +275,9 @@ func (p *Projector) step(ctx context.Context) (int, error) {
 	// CommitRows rows are held or the Step ends: one commit for all topics, so a
 	// store's INSERTs stay open from one topic to the next.
 	held, uncommitted := 0, false
+	// Batches grow from firstBatchRows to BatchRows: the writer waits for the first one,
+	// which should not take long to read.
+	limit := min(firstBatchRows, p.BatchRows)
 	for i, topic := range topics {
 		lastTopic := i == len(topics)-1
 		from := p.From.Position(topic)
@@ -306,6 +309,7 @@ func (p *Projector) step(ctx context.Context) (int, error) {
 			msgs = 0
 			cp = b.Checkpoint
 			b = p.newBatch(cp, b)
+			limit = min(2*limit, p.BatchRows)
 			return nil
 		}
 		n := 0
@@ -317,7 +321,7 @@ func (p *Projector) step(ctx context.Context) (int, error) {
 			}
 			p.project(&b, topic, m)
 			b.Checkpoint[topic][m.Partition] = m.Offset + 1
-			if b.Rows() >= p.BatchRows {
+			if b.Rows() >= limit {
 				return flush(false)
 			}
 			return nil
@@ -352,6 +356,9 @@ func (p *Projector) step(ctx context.Context) (int, error) {
 	}
 	return total, nil
 }
+
+// firstBatchRows is the size of a Step's first batch (see step).
+const firstBatchRows = 1000
 
 // applier applies a Step's batches in order on a goroutine of its own, one at a time,
 // so that the next batch is read and built while the previous one is written.
