@@ -81,15 +81,17 @@ const (
 	buildMode
 )
 
-// pragmas of the writer connection. temp_store=2 keeps statement journals in memory: a
-// multi-row upsert needs one to undo itself on failure, and spilled to a temporary file
-// it cost a fifth of an Apply's time in writes (bench/replay); nothing in it outlives
-// the statement, so durability is unchanged. page_size applies to a new file.
-const pragmas = "PRAGMA page_size=16384; PRAGMA cache_size=-32768; PRAGMA temp_store=2; "
-
-var modePragmas = map[mode]string{
-	liveMode:  pragmas + "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
-	buildMode: pragmas + "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL",
+// pragmas are the writer connection's settings in mode m. temp_store=2 keeps statement
+// journals in memory: a multi-row upsert needs one to undo itself on failure, and
+// spilled to a temporary file it cost a fifth of an Apply's time in writes
+// (bench/replay); nothing in it outlives the statement, so durability is unchanged.
+// page_size applies to a new file.
+func (m mode) pragmas() string {
+	const common = "PRAGMA page_size=16384; PRAGMA cache_size=-32768; PRAGMA temp_store=2; "
+	if m == buildMode {
+		return common + "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL"
+	}
+	return common + "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
 }
 
 // busyTimeout is how long a connection waits for a lock another holds.
@@ -119,7 +121,7 @@ func open(path string, m mode) (*Store, error) {
 	}
 	setup := "PRAGMA journal_mode=MEMORY"
 	if vfs == "" {
-		setup = modePragmas[m]
+		setup = m.pragmas()
 	}
 	if err := w.busyTimeout(busyTimeout); err != nil {
 		w.close()
