@@ -10,18 +10,21 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/atlas-mmm/atlas/streams/event"
 )
 
 // decodeJSON must read what encoding/json reads: whenever its fast decoder accepts
 // data, the values must equal encoding/json's (and encoding/json must accept it too),
-// for results and for requests.
+// for results, rejections and requests.
 func sameResult(t *testing.T, data []byte) {
 	t.Helper()
 	same[resultData](t, data)
+	same[event.Rejection](t, data)
 	same[requestData](t, data)
 }
 
-func same[T resultData | requestData](t *testing.T, data []byte) {
+func same[T resultData | event.Rejection | requestData](t *testing.T, data []byte) {
 	t.Helper()
 	var fast, slow T
 	ferr := decodeJSON(data, &fast)
@@ -84,7 +87,7 @@ func genResultJSON(rng *rand.Rand) []byte {
 	add("channels", "{"+strings.Join(chans, ",")+"}")
 	add("certificate", []string{fmt.Sprintf(`{"objective":%s,"upper_bound":%s,"gap":%s}`, num(), num(), num()), "null", `{"lower_bound":` + num() + `}`}[rng.IntN(3)])
 	add("messages", []string{`["a","b"]`, `[]`, `null`, `[` + str() + `]`}[rng.IntN(4)])
-	add("errors", `[{"field":"x","error":"y"}]`)
+	add("errors", []string{`[{"field":"x","error":"y"}]`, `[{"error":` + str() + `},{"field":` + str() + `,"error":"z"}]`, `[]`, `null`, `[{"Field":"f","Error":"e","extra":1}]`}[rng.IntN(5)])
 	add("engine", `{"version":"atlas-engine/1.1.0","iterations":3,"elapsed_us":0}`)
 	rng.Shuffle(len(fields), func(i, j int) {
 		if rng.IntN(4) == 0 {
@@ -116,5 +119,54 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sameResult(t, data)
+	})
+}
+
+// compactByByte is compact as a byte-at-a-time state machine, the reference.
+func compactByByte(b []byte) bool {
+	in, esc := false, false
+	for _, c := range b {
+		switch {
+		case esc:
+			esc = false
+		case in && c == '\\':
+			esc = true
+		case c == '"':
+			in = !in
+		case !in && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
+	return true
+}
+
+func TestCompactMatchesByByte(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	const set = "\"\\ \t\n\rab{}:,"
+	for range 50000 {
+		b := make([]byte, rng.IntN(24))
+		for i := range b {
+			b[i] = set[rng.IntN(len(set))]
+		}
+		if compact(b) != compactByByte(b) {
+			t.Fatalf("compact(%q) = %v", b, compact(b))
+		}
+	}
+	for range 2000 {
+		b := genResultJSON(rng)
+		if compact(b) != compactByByte(b) {
+			t.Fatalf("compact(%q) = %v", b, compact(b))
+		}
+	}
+}
+
+// FuzzCompact: compact agrees with the byte-at-a-time reference on any input.
+func FuzzCompact(f *testing.F) {
+	f.Add([]byte(`{"a":"b \" c","d":[1, 2]}`))
+	f.Add([]byte(`"\\" x`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if compact(b) != compactByByte(b) {
+			t.Fatalf("compact(%q) = %v", b, compact(b))
+		}
 	})
 }
