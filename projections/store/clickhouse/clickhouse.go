@@ -591,9 +591,12 @@ type heldInsert struct {
 }
 
 // heldPartBytes bounds the rows the server gathers for one part of a held INSERT
-// (uncompressed; the default, 256 MiB, would let three tables' INSERTs hold most of a
-// gigabyte of server memory).
-const heldPartBytes = 64 << 20
+// (uncompressed). The default, 256 MiB, would let three tables' INSERTs hold most of a
+// gigabyte of server memory, and the rows gathered are written when the INSERT ends,
+// while the replay waits: at the end of a replay of 100,000 events that wait was
+// 0.2-0.7 s with 16 MiB, 0.35-0.9 s with 32 and 0.7-1.1 s with 64 (bench/replay on
+// a loaded machine); smaller parts mean more of them for the server to merge.
+const heldPartBytes = 32 << 20
 
 // hold sends each insert's rows as a block of its table's held INSERT, opening the
 // INSERTs that are not open yet, concurrently. On error the caller drops the held
