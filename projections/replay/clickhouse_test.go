@@ -215,13 +215,37 @@ func TestReplayAndSwitchClickHouse(t *testing.T) {
 	// Yet more history while the live projector runs on the switched tables.
 	after := write(t, l, topics, replaytest.Options{Requests: 100, Prefix: "after"})
 	want := len(newSnap.Results) + len(after)
+	// Caught up: every result there, and the checkpoint at the end of the log (a
+	// result's rows are visible a moment before the checkpoint that covers them).
+	var ends []map[int]int64
+	for _, topic := range []string{topics.Models, topics.Requests, topics.Results, topics.DeadLetters} {
+		e, err := l.EndOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ends = append(ends, e)
+	}
+	atEnd := func() bool {
+		cp, err := apiStore.Checkpoint(ctx, projector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, topic := range []string{topics.Models, topics.Requests, topics.Results, topics.DeadLetters} {
+			for p, end := range ends[i] {
+				if end > 0 && cp[topic][p] != end {
+					return false
+				}
+			}
+		}
+		return true
+	}
 	deadline := time.Now().Add(time.Minute)
 	for {
 		rs, _, err := apiStore.Results(ctx, store.ResultQuery{Limit: store.MaxLimit})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(rs) == want {
+		if len(rs) == want && atEnd() {
 			break
 		}
 		if time.Now().After(deadline) {
