@@ -39,6 +39,15 @@ type term struct {
 	// Hill with α > 1: the inflection in hillInvD1's variable u = ln(y/κ), and φ there
 	// without its target term, so that the inflection test costs no exponential
 	uInfl, phiInfl float64
+	rInfl          float64 // e^((α−1)u/2)/(1 + e^(αu)) at uInfl
+
+	// Hill with α > 1: the tangency point from the origin, z0 = κ(α−1)^(1/α)/s (where
+	// f'(z0)·z0 = f(z0)), with f(z0) and f'(z0): every envelope of a box starting at 0
+	// (the root's, and the left children's) has its bridge there, so newEnvelope reads
+	// them instead of computing three powers per box. hasZ0 is false when z0 is not
+	// finite.
+	z0, fz0, d1z0 float64
+	hasZ0         bool
 
 	// piecewise: breakpoints in curve units including (0,0), slopes between them; the
 	// slope after the last point is 0.
@@ -70,6 +79,13 @@ func newTerm(c *Curve, a *Adstock) *term {
 			t.uInfl = math.Log((a-1)/(a+1)) / a
 			sp := math.Log1p(math.Exp(-math.Abs(a * t.uInfl)))
 			t.phiInfl = (a-1)*t.uInfl - 2*sp
+			// e^(φ/2 + target/2) at the inflection, for hillInvD1Exp's test
+			t.rInfl = math.Exp((a-1)*t.uInfl/2) / (1 + math.Exp(a*t.uInfl))
+			// the same expressions as newEnvelope's, so the same bits
+			if z0 := t.kappa * math.Pow(t.alpha-1, 1/t.alpha) / t.s; z0 > 0 && !math.IsInf(z0, 1) {
+				t.z0, t.hasZ0 = z0, true
+				t.fz0, t.d1z0, _ = t.vd12(z0)
+			}
 		}
 	case "saturation":
 		t.kind = kindSaturation
@@ -370,6 +386,224 @@ func (t *term) hillInvD1(m, hintY float64) (float64, float64, float64) {
 		w := y / (y + t.kappa) // φ′ = −2w, φ″ = −2w(1−w)
 		return y, -2 * w, -2 * w * t.kappa / (y + t.kappa)
 	}
+	if a >= hillExpMinAlpha && a <= hillExpMaxAlpha {
+		if y, d1, d2, ok := t.hillInvD1Exp(m, hintY); ok {
+			return y, d1, d2
+		}
+	}
+	return t.hillInvD1Log(m, hintY)
+}
+
+// The range of α over which hillInvD1Exp is used; hillInvD1Log takes the rest (and any
+// case the faster iteration gives up on).
+const (
+	hillExpMinAlpha = 1.0 / 16
+	hillExpMaxAlpha = 16
+)
+
+// hillInvD1Exp is hillInvD1 by an iteration that needs no logarithm: it solves
+// Q(u) = e^(φ(u)/2) − 1 = 0, which has the same root and sign as φ, where
+// e^(φ/2) = K·e^((α−1)u/2)/(1 + e^(αu)) with K = e^(−target/2) = √(βα/(mκ)). The two
+// exponentials of each step are independent, so that the processor overlaps them, where
+// φ's exponential and logarithm follow each other: a step costs about half as long. Q
+// decreases wherever φ does (Q′ = (Q+1)·φ′/2), and Q's derivatives come from φ's. Halley's
+// steps inside the bracket converge cubically; the iteration stops once the error its last
+// step leaves, estimated from Halley's error constant at the iterate, is below rounding.
+// ok is false where it gives up (an exponent out of range, no convergence), and the
+// caller falls back on hillInvD1Log.
+func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2 float64, ok bool) {
+	a := t.alpha
+	K := math.Sqrt(t.beta * a / (m * t.kappa))
+	if !(K > 1e-150 && K < 1e150) {
+		return 0, 0, 0, false
+	}
+	lo, hi := math.Inf(-1), math.Inf(1)
+	if a > 1 {
+		// φ at the inflection is ≤ 0 where Q is: K·e^((α−1)u/2) ≤ 1 + e^(αu) there
+		lo = t.uInfl
+		if K*t.rInfl <= 1 {
+			return t.infl * t.s, 0, 0, true
+		}
+	}
+	if hintY > 0 && !math.IsInf(hintY, 1) && (a < 1 || hintY*(1-1e-2) > t.infl*t.s) {
+		if y, d1, d2, ok := t.hillPolish(K, hintY); ok {
+			return y, d1, d2, true
+		}
+	}
+	c := (a - 1) / 2
+	var u float64
+	if hintY > 0 && !math.IsInf(hintY, 1) {
+		u = math.Log(hintY / t.kappa)
+	} else {
+		// the large-spend asymptote f'(y) ≈ (βα/κ)·(y/κ)^(−α−1), or below the knee
+		// (α < 1) (y/κ)^(α−1)
+		lnK := math.Log(K)
+		u = 2 * lnK / (a + 1)
+		if a < 1 && u > 0 {
+			if w := -2 * lnK / (a - 1); w < 0 {
+				u = w
+			}
+		}
+	}
+	if u <= lo {
+		u = lo + 1
+	}
+	for i := 0; ; i++ {
+		if i == 60 || !(math.Abs(u) <= 600/math.Max(a, 1)) {
+			return 0, 0, 0, false
+		}
+		// R = e^(φ/2) and σ = σ(αu), scaled so that no exponential overflows
+		var R, sg float64
+		if u > 0 {
+			e := math.Exp(-a * u)
+			inv := 1 / (1 + e)
+			R = K * math.Exp(-(a+1)*u/2) * inv
+			sg = inv
+		} else {
+			e := math.Exp(a * u)
+			inv := 1 / (1 + e)
+			R = K * math.Exp(c*u) * inv
+			sg = e * inv
+		}
+		// φ's derivatives, then Q's: Q = e^g − 1 with g = φ/2
+		s1 := sg * (1 - sg)
+		f1 := (a - 1) - 2*a*sg
+		f2 := -2 * a * a * s1
+		g1, g2 := f1/2, f2/2
+		q := R - 1
+		q1 := R * g1
+		q2 := R * (g2 + g1*g1)
+		if q > 0 {
+			lo = u
+		} else {
+			hi = u
+		}
+		if q == 0 {
+			return t.hillAt(u, 0, f1, f2, 0, 0)
+		}
+		next := u - q/q1
+		if h := u - 2*q*q1/(2*q1*q1-q*q2); h > lo && h < hi {
+			next = h
+			if d := h - u; math.Abs(d*q2/q1) <= 1e-2 {
+				// Near the root: Q's Taylor polynomial of degree 4 at u has its root within
+				// Q⁽⁵⁾·d⁵/(120·Q′) of Q's. Where that is below rounding, the polynomial's
+				// root, from Halley's step by Newton's method, is the answer without another
+				// exponential.
+				f3 := f2 * a * (1 - 2*sg)
+				f4 := f2 * a * a * (1 - 6*s1)
+				f5 := f3 * a * a * (1 - 12*s1)
+				g3, g4, g5 := f3/2, f4/2, f5/2
+				q5 := R * (g5 + 5*g1*g4 + 10*g2*g3 + g1*(10*g1*g3+15*g2*g2) + g1*g1*g1*(10*g2+g1*g1))
+				ad := math.Abs(d)
+				if 8*math.Abs(q5/q1)*ad*ad*ad*ad*ad/120 <= 1e-16*math.Max(1, math.Abs(h)) {
+					q3 := R * (g3 + g1*(3*g2+g1*g1))
+					q4 := R * (g4 + 4*g1*g3 + 3*g2*g2 + g1*g1*(6*g2+g1*g1))
+					for k := 0; k < 2; k++ {
+						p := q + d*(q1+d*(q2/2+d*(q3/6+d*q4/24)))
+						dp := q1 + d*(q2+d*(q3/2+d*q4/6))
+						d -= p / dp
+					}
+					if u+d > lo && u+d < hi {
+						return t.hillAt(u, d, f1, f2, f3, f4)
+					}
+				}
+			}
+		}
+		if !(next > lo && next < hi) { // the step left the bracket: bisect instead
+			switch {
+			case math.IsInf(hi, 1):
+				next = lo + math.Max(1, math.Abs(lo))
+			case math.IsInf(lo, -1):
+				next = hi - math.Max(1, math.Abs(hi))
+			default:
+				next = lo + (hi-lo)/2
+			}
+		}
+		if math.Abs(next-u) <= 2e-16*math.Max(1, math.Abs(u)) || next == lo || next == hi {
+			return t.hillAt(u, next-u, f1, f2, 0, 0)
+		}
+		u = next
+	}
+}
+
+// hillPolish is hillInvD1Exp's answer when the hint is already within about 1e-3 of it:
+// one step of the iteration at u = ln(y/κ), with e^(αu) from one power of y (and
+// e^((α−1)u/2) from its square root), and the root of Q's Taylor polynomial there. ok is
+// false when the step is not small enough for that polynomial to be exact to rounding, or
+// would leave the concave part (the caller then iterates from the hint).
+func (t *term) hillPolish(K, y float64) (float64, float64, float64, bool) {
+	a := t.alpha
+	w := y / t.kappa
+	var E, sg float64
+	if w > 1 {
+		E = pow(1/w, a) // e^(−αu)
+	} else {
+		E = pow(w, a) // e^(αu)
+	}
+	inv := 1 / (1 + E)
+	R := K * math.Sqrt(E/w) * inv
+	if w > 1 {
+		sg = inv
+	} else {
+		sg = E * inv
+	}
+	s1 := sg * (1 - sg)
+	f1 := (a - 1) - 2*a*sg
+	f2 := -2 * a * a * s1
+	g1, g2 := f1/2, f2/2
+	q := R - 1
+	q1 := R * g1
+	q2 := R * (g2 + g1*g1)
+	den := 2*q1*q1 - q*q2
+	if !(q1 < 0) || !(den > 0) {
+		return 0, 0, 0, false
+	}
+	d := -2 * q * q1 / den
+	ad := math.Abs(d)
+	if !(ad <= 1e-3) || math.Abs(d*q2/q1) > 1e-2 {
+		return 0, 0, 0, false
+	}
+	f3 := f2 * a * (1 - 2*sg)
+	f4 := f2 * a * a * (1 - 6*s1)
+	f5 := f3 * a * a * (1 - 12*s1)
+	g3, g4, g5 := f3/2, f4/2, f5/2
+	q5 := R * (g5 + 5*g1*g4 + 10*g2*g3 + g1*(10*g1*g3+15*g2*g2) + g1*g1*g1*(10*g2+g1*g1))
+	// u's own size (|ln w|, for the tolerance) need not be exact: 1 + |w − 1/w| bounds it
+	if 8*math.Abs(q5/q1)*ad*ad*ad*ad*ad/120 > 1e-16 {
+		return 0, 0, 0, false
+	}
+	q3 := R * (g3 + g1*(3*g2+g1*g1))
+	q4 := R * (g4 + 4*g1*g3 + 3*g2*g2 + g1*g1*(6*g2+g1*g1))
+	for k := 0; k < 2; k++ {
+		p := q + d*(q1+d*(q2/2+d*(q3/6+d*q4/24)))
+		dp := q1 + d*(q2+d*(q3/2+d*q4/6))
+		d -= p / dp
+	}
+	if !(math.Abs(d) <= 1e-3) {
+		return 0, 0, 0, false
+	}
+	y *= 1 + d*(1+d*(0.5+d*(1.0/6+d*(1.0/24+d/120))))
+	if t.alpha > 1 && !(y > t.infl*t.s) {
+		return 0, 0, 0, false
+	}
+	return y, f1 + d*(f2+d*(f3/2+d*f4/6)), f2 + d*(f3+d*f4/2), true
+}
+
+// hillAt finishes hillInvD1Exp at u + d, from φ′…φ⁗ at u (those not known 0): y = κ·e^(u+d),
+// from e^u with e^d in series where d is small, and φ′, φ″ at u + d in series.
+func (t *term) hillAt(u, d, f1, f2, f3, f4 float64) (y, d1, d2 float64, ok bool) {
+	if ad := math.Abs(d); ad <= 1e-3 {
+		y = t.kappa * (math.Exp(u) * (1 + d*(1+d*(0.5+d*(1.0/6+d*(1.0/24+d/120))))))
+	} else {
+		y = t.kappa * math.Exp(u+d)
+	}
+	return y, f1 + d*(f2+d*(f3/2+d*f4/6)), f2 + d*(f3+d*f4/2), true
+}
+
+// hillInvD1Log is hillInvD1 by Halley's iteration on φ itself (each step an exponential
+// and then a logarithm), for every α.
+func (t *term) hillInvD1Log(m, hintY float64) (float64, float64, float64) {
+	a := t.alpha
 	target := math.Log(m * t.kappa / (t.beta * a))
 	phi3 := func(u float64) (float64, float64, float64) {
 		// softplus(v), σ(v) and σ'(v) = σ(1−σ) share one exponential

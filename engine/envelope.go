@@ -33,9 +33,9 @@ func newEnvelope(t *term, a, b float64) envelope {
 		return e
 	}
 	e.fa = t.val(a)
-	fb := t.val(b)
+	fb, d1b := t.vd1(b) // one power for Hill curves, the same bits as val and d1
 	chord := (fb - e.fa) / (b - a)
-	if t.infl >= b || t.d1(b) >= chord {
+	if t.infl >= b || d1b >= chord {
 		// convex on the box, or the tangent from a would touch beyond b: a chord.
 		e.z, e.m = b, chord
 		return e
@@ -49,7 +49,7 @@ func newEnvelope(t *term, a, b float64) envelope {
 		// From the origin the tangency has a closed form: f'(y)·y = f(y) at r = α−1,
 		// y = κ(α−1)^(1/α). From a > 0 (still in the convex part) the tangency lies left
 		// of it, since the origin's tangent line is above f(a): a better start.
-		if z0 := t.kappa * math.Pow(t.alpha-1, 1/t.alpha) / t.s; z0 > lo && z0 < b {
+		if z0 := t.z0; t.hasZ0 && z0 > lo && z0 < b {
 			z, iterate = z0, a > 0
 		}
 	}
@@ -74,7 +74,12 @@ func newEnvelope(t *term, a, b float64) envelope {
 	// there. That line lies above the curve on [a, z] (it is above f(a) at a because
 	// ψ(z) ≤ 0, and above the concave part by concavity) and joins the curve with the same
 	// slope, so the envelope is a true concave majorant however the iteration ended.
-	fz, d1z, _ := t.vd12(z)
+	var fz, d1z float64
+	if !iterate && t.hasZ0 && z == t.z0 {
+		fz, d1z = t.fz0, t.d1z0 // computed with the term
+	} else {
+		fz, d1z, _ = t.vd12(z)
+	}
 	psi := d1z*(z-a) - (fz - e.fa)
 	if psi > 0 && iterate && hi-lo <= 1e-13*hi {
 		z = hi
@@ -184,40 +189,46 @@ func (e *envelope) argmax(lam float64, high bool, hint float64) float64 {
 // is the curve's own stationary point clamped to the box, that point unclamped and d2
 // there (xu, d2u; d2u = 0 where there is none).
 func (e *envelope) argmaxD2(lam float64, high bool, hint float64) (x, d2, d3, xu, d2u float64) {
+	x, d2, d3, xu, d2u, _ = e.argmaxD3(lam, high, hint)
+	return
+}
+
+// argmaxD3 is argmaxD2 that also returns d3 at the unclamped stationary point (d3u).
+func (e *envelope) argmaxD3(lam float64, high bool, hint float64) (x, d2, d3, xu, d2u, d3u float64) {
 	if e.b <= e.a {
-		return e.a, 0, 0, 0, 0
+		return e.a, 0, 0, 0, 0, 0
 	}
 	if e.h != nil {
 		for j := 0; j+1 < len(e.h.x); j++ {
 			if e.h.s[j] < lam || (e.h.s[j] == lam && !high) {
-				return e.h.x[j], 0, 0, 0, 0
+				return e.h.x[j], 0, 0, 0, 0, 0
 			}
 		}
-		return e.h.x[len(e.h.x)-1], 0, 0, 0, 0
+		return e.h.x[len(e.h.x)-1], 0, 0, 0, 0, 0
 	}
 	if e.z > e.a {
 		if lam > e.m || (lam == e.m && !high) {
-			return e.a, 0, 0, 0, 0
+			return e.a, 0, 0, 0, 0, 0
 		}
 		if e.z >= e.b {
-			return e.b, 0, 0, 0, 0
+			return e.b, 0, 0, 0, 0, 0
 		}
 	}
 	if e.t.kind == kindLinear || (e.t.kind == kindPower && e.t.alpha == 1) {
 		slope := e.t.d1(e.a)
 		if lam < slope || (lam == slope && high) {
-			return e.b, 0, 0, 0, 0
+			return e.b, 0, 0, 0, 0, 0
 		}
-		return e.a, 0, 0, 0, 0
+		return e.a, 0, 0, 0, 0, 0
 	}
 	x, d2, d3 = e.t.invD1d2(lam, hint)
 	if d2 < 0 && x > e.z {
-		xu, d2u = x, d2
+		xu, d2u, d3u = x, d2, d3
 	}
 	if x > e.z && x < e.b {
-		return x, d2, d3, xu, d2u
+		return x, d2, d3, xu, d2u, d3u
 	}
-	return clamp(x, e.z, e.b), 0, 0, xu, d2u
+	return clamp(x, e.z, e.b), 0, 0, xu, d2u, d3u
 }
 
 func clamp(x, lo, hi float64) float64 {

@@ -23,7 +23,8 @@ type relax struct {
 	// uxs, ud2: during a price search, each channel's unclamped maximiser at the last
 	// price and G″ there (0: none), as chanArgmax finds them
 	uxs, ud2 []float64
-	root     bool // the whole problem's box (not a node of the search)
+	ud3      []float64 // G‴ there (0: unknown)
+	root     bool      // the whole problem's box (not a node of the search)
 }
 
 // child is the relaxation on a box that differs from r's in the channels listed: their
@@ -162,9 +163,9 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 				hint = pred
 			}
 		}
-		xl, d2, d3, xu, d2u := e.argmaxD2(l, false, hint)
+		xl, d2, d3, xu, d2u, d3u := e.argmaxD3(l, false, hint)
 		if r.uxs != nil { // the price search's model of each channel
-			r.uxs[i], r.ud2[i] = xu, coef[single]*d2u
+			r.uxs[i], r.ud2[i], r.ud3[i] = xu, coef[single]*d2u, coef[single]*d3u
 		}
 		xh := xl
 		// The maximisers form an interval only on a linear piece of slope l: for a bridge,
@@ -230,9 +231,9 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		return nil, math.Inf(-1), 0, false
 	}
 	c := p.cost
-	scratch := p.ws.priceWork(7 * n)
-	r.uxs, r.ud2 = scratch[5*n:6*n:6*n], scratch[6*n:]
-	defer func() { r.uxs, r.ud2 = nil, nil }()
+	scratch := p.ws.priceWork(8 * n)
+	r.uxs, r.ud2, r.ud3 = scratch[5*n:6*n:6*n], scratch[6*n:7*n:7*n], scratch[7*n:]
+	defer func() { r.uxs, r.ud2, r.ud3 = nil, nil, nil }()
 	xl, xh := scratch[:n:n], scratch[n:2*n:2*n]
 	xa, xb := scratch[2*n:3*n:3*n], scratch[3*n:4*n:4*n]
 	// xbl: the low maximisers at lb (xb holds the high ones); aEval, bEval: la, lb were
@@ -244,10 +245,13 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	// dS/dλ (−Inf when a channel sits on a linear piece of slope lam).
 	// The dual value at each trial price is not needed: D(λ) is convex and the bracket's
 	// ends are where it is smallest, so it is computed there once at the end.
+	// ddS is d²S/dλ² at the last evaluation, NaN where some channel's G‴ is not known.
+	ddS := math.NaN()
 	eval := func(lam float64) (sl, sh, val, dS float64) {
 		evals++
+		ddS = 0
 		for i := 0; i < n; i++ {
-			r.ud2[i] = 0 // unless chanArgmax knows better
+			r.ud2[i], r.ud3[i] = 0, 0 // unless chanArgmax knows better
 			l, h := r.chanArgmax(i, coef, lam)
 			xl[i], xh[i] = l, h
 			sl += l
@@ -262,6 +266,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 				if d2 < 0 {
 					dS += 1 / d2
 					r.hintD2[i] = d2
+					ddS -= r.hintD3[i] / (d2 * d2 * d2) // NaN where G‴ is not known
 				} else {
 					dS = math.Inf(-1)
 				}
@@ -383,7 +388,17 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			if last > 0 && sl > 0 {
 				// Newton on log S against log λ: power-law responses make S(λ) a
 				// straight line there, and saturating ones nearly so.
-				next = last * math.Exp(-sl*math.Log(sl/target)/(last*dS))
+				g := math.Log(sl / target)
+				s1 := last * dS / sl
+				dt := -g / s1
+				if !math.IsNaN(ddS) {
+					// second order: ln S is ½·s2·Δt² + s1·Δt + g near ln λ (Halley's step)
+					s2 := (last*dS+last*last*ddS)/sl - s1*s1
+					if c := s1 + 0.5*s2*dt; c < 0 && c >= 2*s1 && c <= 0.5*s1 {
+						dt = -g / c
+					}
+				}
+				next = last * math.Exp(dt)
 				if math.Abs(sl-target) > 1e-3*target {
 					// far from the answer, channels entering or leaving their boxes
 					// matter: let the channels' own model refine the step
@@ -492,7 +507,7 @@ func (r *relax) modelPrice(lam, sl, target float64, xl []float64, la, lb float64
 			tb = math.Min(tb, t)
 		}
 		g := math.Log(s / target)
-		if math.Abs(g) <= 1e-4 {
+		if math.Abs(g) <= 1e-8 {
 			break
 		}
 		next := math.NaN()
@@ -521,7 +536,16 @@ func (r *relax) modelPrice(lam, sl, target float64, xl []float64, la, lb float64
 			}
 			xu := r.uxs[i]
 			k := -lam / (xu * d2)
-			x := xu * math.Exp(-k*t)
+			e := -k * t
+			if d3 := r.ud3[i]; d3 != 0 {
+				// second order in t: d²ln x/dt² = −k − k² − λ²G‴/(x·G″³)
+				q := -k - k*k - lam*lam*d3/(xu*d2*d2*d2)
+				if math.Abs(q*t) <= 0.5*k {
+					e += 0.5 * q * t * t
+					k -= q * t
+				}
+			}
+			x := xu * math.Exp(e)
 			switch {
 			case x <= r.lo[i]:
 				x = r.lo[i]
