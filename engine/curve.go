@@ -46,8 +46,8 @@ type term struct {
 	// (the root's, and the left children's) has its bridge there, so newEnvelope reads
 	// them instead of computing three powers per box. hasZ0 is false when z0 is not
 	// finite.
-	z0, fz0, d1z0 float64
-	hasZ0         bool
+	z0, fz0, d1z0, d2z0 float64
+	hasZ0               bool
 
 	// piecewise: breakpoints in curve units including (0,0), slopes between them; the
 	// slope after the last point is 0.
@@ -84,7 +84,7 @@ func newTerm(c *Curve, a *Adstock) *term {
 			// the same expressions as newEnvelope's, so the same bits
 			if z0 := t.kappa * math.Pow(t.alpha-1, 1/t.alpha) / t.s; z0 > 0 && !math.IsInf(z0, 1) {
 				t.z0, t.hasZ0 = z0, true
-				t.fz0, t.d1z0, _ = t.vd12(z0)
+				t.fz0, t.d1z0, t.d2z0 = t.vd12(z0)
 			}
 		}
 	case "saturation":
@@ -312,41 +312,53 @@ func (t *term) invD1(lam, hint float64) float64 {
 // the answer, from the slope lam it has there (0 when the answer is not an interior
 // solution: +Inf, infl).
 func (t *term) invD1d2(lam, hint float64) (float64, float64, float64) {
+	x, d2, d3, _ := t.invD1d4(lam, hint)
+	return x, d2, d3
+}
+
+// invD1d4 is invD1d2 that also returns the fourth derivative d4(x), NaN where it is not
+// known to nearly full precision (or d2 not to ~1e-13, which a third-order step needs).
+func (t *term) invD1d4(lam, hint float64) (float64, float64, float64, float64) {
+	nan := math.NaN()
 	if t.beta == 0 {
-		return t.infl, 0, 0
+		return t.infl, 0, 0, nan
 	}
 	if lam <= 0 {
-		return math.Inf(1), 0, 0
+		return math.Inf(1), 0, 0, nan
 	}
-	m := lam / t.s       // slope wanted in curve units
-	var y, g, g3 float64 // g, g3: the second and third derivatives at y, in curve units
+	m := lam / t.s           // slope wanted in curve units
+	var y, g, g3, g4 float64 // g, g3, g4: the second to fourth derivatives at y, in curve units
 	switch t.kind {
 	case kindSaturation:
 		y = math.Sqrt(t.beta*t.kappa/m) - t.kappa
 		g = -2 * m / (y + t.kappa)
 		g3 = -3 * g / (y + t.kappa)
+		g4 = -4 * g3 / (y + t.kappa)
 	case kindExponential:
 		y = t.kappa * math.Log(t.beta/(t.kappa*m))
 		g = -m / t.kappa
 		g3 = -g / t.kappa
+		g4 = -g3 / t.kappa
 	case kindLog:
 		y = t.beta/m - t.kappa
 		g = -m / (t.kappa + y)
 		g3 = -2 * g / (t.kappa + y)
+		g4 = -3 * g3 / (t.kappa + y)
 	case kindPower: // α < 1 here: convex powers never get this far
 		if t.alpha == 1 {
 			if m < t.beta {
-				return math.Inf(1), 0, 0
+				return math.Inf(1), 0, 0, nan
 			}
-			return 0, 0, 0
+			return 0, 0, 0, nan
 		}
 		y = pow(m/(t.alpha*t.beta), 1/(t.alpha-1))
 		g = (t.alpha - 1) * m / y
 		g3 = (t.alpha - 2) * g / y
+		g4 = (t.alpha - 3) * g3 / y
 	case kindLogistic:
 		c := m / (t.beta * t.k)
 		if c >= 0.25 {
-			return t.infl, 0, 0
+			return t.infl, 0, 0, nan
 		}
 		sq := math.Sqrt(1 - 4*c)
 		hi := (1 + sq) / 2     // σ on the concave branch
@@ -354,22 +366,26 @@ func (t *term) invD1d2(lam, hint float64) (float64, float64, float64) {
 		y = t.x0 + (math.Log(hi)-math.Log(lo))/t.k
 		g = m * t.k * (lo - hi)
 		g3 = m * t.k * t.k * (1 - 6*hi*lo)
+		g4 = m * t.k * t.k * t.k * (lo - hi) * (1 - 12*hi*lo)
 	case kindHill:
-		var d1, d2 float64
-		y, d1, d2 = t.hillInvD1(m, hint*t.s)
+		var d1, d2, d3 float64
+		y, d1, d2, d3 = t.hillInvD1(m, hint*t.s)
 		g = m * d1 / y
 		g3 = m * (d1*d1 + d2 - d1) / (y * y)
+		// NaN where hillInvD1 does not know φ‴ (nor φ′ to full precision)
+		g4 = m * (d1*(d1*d1+3*d2-3*d1+2) + d3 - 3*d2) / (y * y * y)
 	default:
-		return t.infl, 0, 0
+		return t.infl, 0, 0, nan
 	}
 	x := y / t.s
 	if !(x > t.infl) { // also catches NaN
-		return t.infl, 0, 0
+		return t.infl, 0, 0, nan
 	}
 	if !(g < 0) || math.IsInf(x, 1) {
-		return x, 0, 0
+		return x, 0, 0, nan
 	}
-	return x, t.s * t.s * g, t.s * t.s * t.s * g3
+	s2 := t.s * t.s
+	return x, s2 * g, s2 * t.s * g3, s2 * s2 * g4
 }
 
 // hillInvD1 solves f'(y) = m on the concave part of a Hill curve. With u = ln(y/κ) the
@@ -379,19 +395,20 @@ func (t *term) invD1d2(lam, hint float64) (float64, float64, float64) {
 // converges quickly and surely. It also returns φ′(u) = d ln f′/d ln y and φ″(u) at the
 // answer, from which the caller gets the curve's second and
 // third derivatives, m·φ′/y and m·(φ′² + φ″ − φ′)/y², without another power.
-func (t *term) hillInvD1(m, hintY float64) (float64, float64, float64) {
+func (t *term) hillInvD1(m, hintY float64) (y, d1, d2, d3 float64) {
 	a := t.alpha
 	if a == 1 { // β·y/(y+κ): f'(y) = βκ/(y+κ)²
 		y := math.Sqrt(t.beta*t.kappa/m) - t.kappa
-		w := y / (y + t.kappa) // φ′ = −2w, φ″ = −2w(1−w)
-		return y, -2 * w, -2 * w * t.kappa / (y + t.kappa)
+		w := y / (y + t.kappa) // φ′ = −2w, φ″ = −2w(1−w), φ‴ = −2w(1−w)(1−2w)
+		return y, -2 * w, -2 * w * t.kappa / (y + t.kappa), -2 * w * (1 - w) * (1 - 2*w)
 	}
 	if a >= hillExpMinAlpha && a <= hillExpMaxAlpha {
-		if y, d1, d2, ok := t.hillInvD1Exp(m, hintY); ok {
-			return y, d1, d2
+		if y, d1, d2, d3, ok := t.hillInvD1Exp(m, hintY); ok {
+			return y, d1, d2, d3
 		}
 	}
-	return t.hillInvD1Log(m, hintY)
+	y, d1, d2 = t.hillInvD1Log(m, hintY)
+	return y, d1, d2, math.NaN()
 }
 
 // The range of α over which hillInvD1Exp is used; hillInvD1Log takes the rest (and any
@@ -411,23 +428,23 @@ const (
 // step leaves, estimated from Halley's error constant at the iterate, is below rounding.
 // ok is false where it gives up (an exponent out of range, no convergence), and the
 // caller falls back on hillInvD1Log.
-func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2 float64, ok bool) {
+func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2, d3 float64, ok bool) {
 	a := t.alpha
 	K := math.Sqrt(t.beta * a / (m * t.kappa))
 	if !(K > 1e-150 && K < 1e150) {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	lo, hi := math.Inf(-1), math.Inf(1)
 	if a > 1 {
 		// φ at the inflection is ≤ 0 where Q is: K·e^((α−1)u/2) ≤ 1 + e^(αu) there
 		lo = t.uInfl
 		if K*t.rInfl <= 1 {
-			return t.infl * t.s, 0, 0, true
+			return t.infl * t.s, 0, 0, 0, true
 		}
 	}
 	if hintY > 0 && !math.IsInf(hintY, 1) && (a < 1 || hintY*(1-1e-2) > t.infl*t.s) {
-		if y, d1, d2, ok := t.hillPolish(K, hintY); ok {
-			return y, d1, d2, true
+		if y, d1, d2, d3, ok := t.hillPolish(K, hintY); ok {
+			return y, d1, d2, d3, true
 		}
 	}
 	c := (a - 1) / 2
@@ -449,8 +466,8 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2 float64, ok bool) {
 		u = lo + 1
 	}
 	for i := 0; ; i++ {
-		if i == 60 || !(math.Abs(u) <= 600/math.Max(a, 1)) {
-			return 0, 0, 0, false
+		if i == 60 || !(math.Abs(u) <= 600/max(a, 1)) {
+			return 0, 0, 0, 0, false
 		}
 		// R = e^(φ/2) and σ = σ(αu), scaled so that no exponential overflows
 		var R, sg float64
@@ -478,8 +495,9 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2 float64, ok bool) {
 		} else {
 			hi = u
 		}
+		f3 := f2 * a * (1 - 2*sg)
 		if q == 0 {
-			return t.hillAt(u, 0, f1, f2, 0, 0)
+			return t.hillAt(u, 0, f1, f2, f3, 0, 0)
 		}
 		next := u - q/q1
 		if h := u - 2*q*q1/(2*q1*q1-q*q2); h > lo && h < hi {
@@ -489,13 +507,12 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2 float64, ok bool) {
 				// Q⁽⁵⁾·d⁵/(120·Q′) of Q's. Where that is below rounding, the polynomial's
 				// root, from Halley's step by Newton's method, is the answer without another
 				// exponential.
-				f3 := f2 * a * (1 - 2*sg)
 				f4 := f2 * a * a * (1 - 6*s1)
 				f5 := f3 * a * a * (1 - 12*s1)
 				g3, g4, g5 := f3/2, f4/2, f5/2
 				q5 := R * (g5 + 5*g1*g4 + 10*g2*g3 + g1*(10*g1*g3+15*g2*g2) + g1*g1*g1*(10*g2+g1*g1))
 				ad := math.Abs(d)
-				if 8*math.Abs(q5/q1)*ad*ad*ad*ad*ad/120 <= 1e-16*math.Max(1, math.Abs(h)) {
+				if 8*math.Abs(q5/q1)*ad*ad*ad*ad*ad/120 <= 1e-16*max(1, math.Abs(h)) {
 					q3 := R * (g3 + g1*(3*g2+g1*g1))
 					q4 := R * (g4 + 4*g1*g3 + 3*g2*g2 + g1*g1*(6*g2+g1*g1))
 					for k := 0; k < 2; k++ {
@@ -504,7 +521,7 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2 float64, ok bool) {
 						d -= p / dp
 					}
 					if u+d > lo && u+d < hi {
-						return t.hillAt(u, d, f1, f2, f3, f4)
+						return t.hillAt(u, d, f1, f2, f3, f4, f5)
 					}
 				}
 			}
@@ -512,15 +529,15 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2 float64, ok bool) {
 		if !(next > lo && next < hi) { // the step left the bracket: bisect instead
 			switch {
 			case math.IsInf(hi, 1):
-				next = lo + math.Max(1, math.Abs(lo))
+				next = lo + max(1, math.Abs(lo))
 			case math.IsInf(lo, -1):
-				next = hi - math.Max(1, math.Abs(hi))
+				next = hi - max(1, math.Abs(hi))
 			default:
 				next = lo + (hi-lo)/2
 			}
 		}
-		if math.Abs(next-u) <= 2e-16*math.Max(1, math.Abs(u)) || next == lo || next == hi {
-			return t.hillAt(u, next-u, f1, f2, 0, 0)
+		if math.Abs(next-u) <= 2e-16*max(1, math.Abs(u)) || next == lo || next == hi {
+			return t.hillAt(u, next-u, f1, f2, f3, 0, 0)
 		}
 		u = next
 	}
@@ -531,7 +548,7 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2 float64, ok bool) {
 // e^((α−1)u/2) from its square root), and the root of Q's Taylor polynomial there. ok is
 // false when the step is not small enough for that polynomial to be exact to rounding, or
 // would leave the concave part (the caller then iterates from the hint).
-func (t *term) hillPolish(K, y float64) (float64, float64, float64, bool) {
+func (t *term) hillPolish(K, y float64) (float64, float64, float64, float64, bool) {
 	a := t.alpha
 	w := y / t.kappa
 	var E, sg float64
@@ -556,12 +573,12 @@ func (t *term) hillPolish(K, y float64) (float64, float64, float64, bool) {
 	q2 := R * (g2 + g1*g1)
 	den := 2*q1*q1 - q*q2
 	if !(q1 < 0) || !(den > 0) {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	d := -2 * q * q1 / den
 	ad := math.Abs(d)
 	if !(ad <= 1e-3) || math.Abs(d*q2/q1) > 1e-2 {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	f3 := f2 * a * (1 - 2*sg)
 	f4 := f2 * a * a * (1 - 6*s1)
@@ -570,7 +587,7 @@ func (t *term) hillPolish(K, y float64) (float64, float64, float64, bool) {
 	q5 := R * (g5 + 5*g1*g4 + 10*g2*g3 + g1*(10*g1*g3+15*g2*g2) + g1*g1*g1*(10*g2+g1*g1))
 	// u's own size (|ln w|, for the tolerance) need not be exact: 1 + |w − 1/w| bounds it
 	if 8*math.Abs(q5/q1)*ad*ad*ad*ad*ad/120 > 1e-16 {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	q3 := R * (g3 + g1*(3*g2+g1*g1))
 	q4 := R * (g4 + 4*g1*g3 + 3*g2*g2 + g1*g1*(6*g2+g1*g1))
@@ -580,24 +597,26 @@ func (t *term) hillPolish(K, y float64) (float64, float64, float64, bool) {
 		d -= p / dp
 	}
 	if !(math.Abs(d) <= 1e-3) {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	y *= 1 + d*(1+d*(0.5+d*(1.0/6+d*(1.0/24+d/120))))
 	if t.alpha > 1 && !(y > t.infl*t.s) {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
-	return y, f1 + d*(f2+d*(f3/2+d*f4/6)), f2 + d*(f3+d*f4/2), true
+	return y, f1 + d*(f2+d*(f3/2+d*(f4/6+d*f5/24))), f2 + d*(f3+d*(f4/2+d*f5/6)), f3 + d*(f4+d*f5/2), true
 }
 
-// hillAt finishes hillInvD1Exp at u + d, from φ′…φ⁗ at u (those not known 0): y = κ·e^(u+d),
-// from e^u with e^d in series where d is small, and φ′, φ″ at u + d in series.
-func (t *term) hillAt(u, d, f1, f2, f3, f4 float64) (y, d1, d2 float64, ok bool) {
+// hillAt finishes hillInvD1Exp at u + d, from φ′…φ⁽⁵⁾ at u (those not known 0): y =
+// κ·e^(u+d), from e^u with e^d in series where d is small, and φ′, φ″, φ‴ at u + d in
+// series. d is either tiny or, from the polish, small enough for the series to be exact
+// to rounding.
+func (t *term) hillAt(u, d, f1, f2, f3, f4, f5 float64) (y, d1, d2, d3 float64, ok bool) {
 	if ad := math.Abs(d); ad <= 1e-3 {
 		y = t.kappa * (math.Exp(u) * (1 + d*(1+d*(0.5+d*(1.0/6+d*(1.0/24+d/120))))))
 	} else {
 		y = t.kappa * math.Exp(u+d)
 	}
-	return y, f1 + d*(f2+d*(f3/2+d*f4/6)), f2 + d*(f3+d*f4/2), true
+	return y, f1 + d*(f2+d*(f3/2+d*(f4/6+d*f5/24))), f2 + d*(f3+d*(f4/2+d*f5/6)), f3 + d*(f4+d*f5/2), true
 }
 
 // hillInvD1Log is hillInvD1 by Halley's iteration on φ itself (each step an exponential
@@ -666,9 +685,9 @@ func (t *term) hillInvD1Log(m, hintY float64) (float64, float64, float64) {
 		if !(next > lo && next < hi) { // the step left the bracket: bisect instead
 			switch {
 			case math.IsInf(hi, 1):
-				next = lo + math.Max(1, math.Abs(lo))
+				next = lo + max(1, math.Abs(lo))
 			case math.IsInf(lo, -1):
-				next = hi - math.Max(1, math.Abs(hi))
+				next = hi - max(1, math.Abs(hi))
 			default:
 				next = lo + (hi-lo)/2
 			}
@@ -676,8 +695,8 @@ func (t *term) hillInvD1Log(m, hintY float64) (float64, float64, float64) {
 		d, ad := math.Abs(next-u), math.Abs(df)
 		k := a * a / (4 * ad)
 		du = next - u
-		if (halley && k*d <= 1e-3 && (k*k+k3/ad)*d*d*d <= tol*math.Max(1, math.Abs(next))) ||
-			d <= 2e-16*math.Max(1, math.Abs(u)) || next == lo || next == hi {
+		if (halley && k*d <= 1e-3 && (k*k+k3/ad)*d*d*d <= tol*max(1, math.Abs(next))) ||
+			d <= 2e-16*max(1, math.Abs(u)) || next == lo || next == hi {
 			u = next
 			break
 		}

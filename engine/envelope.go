@@ -14,7 +14,8 @@ type envelope struct {
 	t        *term
 	a, b     float64
 	z, fa, m float64
-	h        *hull // upper hull for piecewise terms (nil for smooth ones)
+	d2z      float64 // the curve's second derivative at z, where the envelope has a bridge
+	h        *hull   // upper hull for piecewise terms (nil for smooth ones)
 }
 
 // hull is the upper hull of a piecewise-linear curve's breakpoints in a box: points
@@ -42,8 +43,8 @@ func newEnvelope(t *term, a, b float64) envelope {
 	}
 	// Tangency: ψ(z) = f'(z)(z−a) − (f(z)−f(a)) is positive at the inflection, negative
 	// at b here, and decreasing in between (ψ' = f''(z)(z−a) < 0 on the concave part).
-	lo, hi := math.Max(t.infl, a), b
-	z := math.Min(b, lo+(lo-a)) // a usual neighbourhood of the tangency for S-curves
+	lo, hi := max(t.infl, a), b
+	z := min(b, lo+(lo-a)) // a usual neighbourhood of the tangency for S-curves
 	iterate := true
 	if t.kind == kindHill {
 		// From the origin the tangency has a closed form: f'(y)·y = f(y) at r = α−1,
@@ -74,25 +75,26 @@ func newEnvelope(t *term, a, b float64) envelope {
 	// there. That line lies above the curve on [a, z] (it is above f(a) at a because
 	// ψ(z) ≤ 0, and above the concave part by concavity) and joins the curve with the same
 	// slope, so the envelope is a true concave majorant however the iteration ended.
-	var fz, d1z float64
+	var fz, d1z, d2z float64
 	if !iterate && t.hasZ0 && z == t.z0 {
-		fz, d1z = t.fz0, t.d1z0 // computed with the term
+		fz, d1z, d2z = t.fz0, t.d1z0, t.d2z0 // computed with the term
 	} else {
-		fz, d1z, _ = t.vd12(z)
+		fz, d1z, d2z = t.vd12(z)
 	}
 	psi := d1z*(z-a) - (fz - e.fa)
 	if psi > 0 && iterate && hi-lo <= 1e-13*hi {
 		z = hi
-		fz, d1z, _ = t.vd12(z)
+		fz, d1z, d2z = t.vd12(z)
 		psi = d1z*(z-a) - (fz - e.fa)
 	}
 	for step := 1e-13 * z; psi > 0 && z < b; step *= 4 {
-		z = math.Min(b, z+step)
-		fz, d1z, _ = t.vd12(z)
+		z = min(b, z+step)
+		fz, d1z, d2z = t.vd12(z)
 		psi = d1z*(z-a) - (fz - e.fa)
 	}
 	e.z = z
 	e.m = d1z
+	e.d2z = d2z
 	e.fa = fz - e.m*(z-a)
 	return e
 }
@@ -189,46 +191,48 @@ func (e *envelope) argmax(lam float64, high bool, hint float64) float64 {
 // is the curve's own stationary point clamped to the box, that point unclamped and d2
 // there (xu, d2u; d2u = 0 where there is none).
 func (e *envelope) argmaxD2(lam float64, high bool, hint float64) (x, d2, d3, xu, d2u float64) {
-	x, d2, d3, xu, d2u, _ = e.argmaxD3(lam, high, hint)
+	x, d2, d3, _, xu, d2u, _ = e.argmaxD3(lam, high, hint)
 	return
 }
 
-// argmaxD3 is argmaxD2 that also returns d3 at the unclamped stationary point (d3u).
-func (e *envelope) argmaxD3(lam float64, high bool, hint float64) (x, d2, d3, xu, d2u, d3u float64) {
+// argmaxD3 is argmaxD2 that also returns d4 at the maximiser (NaN where not known, like
+// every d4 of invD1d4) and d3 at the unclamped stationary point (d3u).
+func (e *envelope) argmaxD3(lam float64, high bool, hint float64) (x, d2, d3, d4, xu, d2u, d3u float64) {
+	nan := math.NaN()
 	if e.b <= e.a {
-		return e.a, 0, 0, 0, 0, 0
+		return e.a, 0, 0, nan, 0, 0, 0
 	}
 	if e.h != nil {
 		for j := 0; j+1 < len(e.h.x); j++ {
 			if e.h.s[j] < lam || (e.h.s[j] == lam && !high) {
-				return e.h.x[j], 0, 0, 0, 0, 0
+				return e.h.x[j], 0, 0, nan, 0, 0, 0
 			}
 		}
-		return e.h.x[len(e.h.x)-1], 0, 0, 0, 0, 0
+		return e.h.x[len(e.h.x)-1], 0, 0, nan, 0, 0, 0
 	}
 	if e.z > e.a {
 		if lam > e.m || (lam == e.m && !high) {
-			return e.a, 0, 0, 0, 0, 0
+			return e.a, 0, 0, nan, 0, 0, 0
 		}
 		if e.z >= e.b {
-			return e.b, 0, 0, 0, 0, 0
+			return e.b, 0, 0, nan, 0, 0, 0
 		}
 	}
 	if e.t.kind == kindLinear || (e.t.kind == kindPower && e.t.alpha == 1) {
 		slope := e.t.d1(e.a)
 		if lam < slope || (lam == slope && high) {
-			return e.b, 0, 0, 0, 0, 0
+			return e.b, 0, 0, nan, 0, 0, 0
 		}
-		return e.a, 0, 0, 0, 0, 0
+		return e.a, 0, 0, nan, 0, 0, 0
 	}
-	x, d2, d3 = e.t.invD1d2(lam, hint)
+	x, d2, d3, d4 = e.t.invD1d4(lam, hint)
 	if d2 < 0 && x > e.z {
 		xu, d2u, d3u = x, d2, d3
 	}
 	if x > e.z && x < e.b {
-		return x, d2, d3, xu, d2u, d3u
+		return x, d2, d3, d4, xu, d2u, d3u
 	}
-	return clamp(x, e.z, e.b), 0, 0, xu, d2u, d3u
+	return clamp(x, e.z, e.b), 0, 0, nan, xu, d2u, d3u
 }
 
 func clamp(x, lo, hi float64) float64 {

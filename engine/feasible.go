@@ -94,14 +94,14 @@ func lpSolve(n int, cs []linCon, keep []bool, spread bool) ([]float64, bool) {
 		}
 		if c.box >= 0 {
 			if c.lower {
-				lo[c.box] = math.Max(lo[c.box], c.lo)
+				lo[c.box] = max(lo[c.box], c.lo)
 			} else {
-				hi[c.box] = math.Min(hi[c.box], c.hi)
+				hi[c.box] = min(hi[c.box], c.hi)
 			}
 		}
 		for _, v := range []float64{c.lo, c.hi} {
 			if finite(v) {
-				scale = math.Max(scale, math.Abs(v))
+				scale = max(scale, math.Abs(v))
 			}
 		}
 	}

@@ -31,7 +31,7 @@ func TestHillInvD1ExpMatchesLog(t *testing.T) {
 		if k%2 == 0 {
 			hint = y0 * math.Exp(rng.NormFloat64()*0.01)
 		}
-		ye, d1e, d2e, ok := tm.hillInvD1Exp(m, hint)
+		ye, d1e, d2e, _, ok := tm.hillInvD1Exp(m, hint)
 		if !ok {
 			fellBack++
 			continue
@@ -64,3 +64,16 @@ func TestHillInvD1ExpMatchesLog(t *testing.T) {
 }
 
 func ptr(v float64) *float64 { return &v }
+
+func TestExpModel(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	for k := 0; k < 1_000_000; k++ {
+		v := rng.NormFloat64() * 20
+		if k%10 == 0 {
+			v = rng.Float64()*1400 - 700
+		}
+		if got, want := expModel(v), math.Exp(v); math.Abs(got-want) > 1e-9*want {
+			t.Fatalf("expModel(%v) = %v, math.Exp gives %v", v, got, want)
+		}
+	}
+}

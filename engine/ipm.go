@@ -53,8 +53,8 @@ func (r *relax) ipmSolve() ipmResult {
 	fixedX := make([]float64, n)
 	X := 1.0
 	for i := 0; i < n; i++ {
-		X = math.Max(X, r.hi[i])
-		if r.hi[i]-r.lo[i] > 1e-12*math.Max(1, r.hi[i]) {
+		X = max(X, r.hi[i])
+		if r.hi[i]-r.lo[i] > 1e-12*max(1, r.hi[i]) {
 			pos[i] = len(free)
 			free = append(free, i)
 		} else {
@@ -138,7 +138,7 @@ func (r *relax) ipmSolve() ipmResult {
 				rng += e.val(r.hi[i]) - e.val(r.lo[i])
 			}
 		}
-		sc := math.Max(math.Max(math.Abs(f.rhs), rng), 1e-300)
+		sc := max(max(math.Abs(f.rhs), rng), 1e-300)
 		ineq = append(ineq, ipmRow{idx: fidx, rhs: (f.rhs - konst) / sc, floor: fi, scale: sc, label: f.label, src: 1 + len(p.rows) + fi, side: -1})
 	}
 	ne, nq := len(eq), len(ineq)
@@ -199,7 +199,7 @@ func (r *relax) ipmSolve() ipmResult {
 	}
 	evalRows()
 	for q := range s {
-		s[q], z[q] = math.Max(gval[q], 1), 1
+		s[q], z[q] = max(gval[q], 1), 1
 	}
 
 	// residuals and barrier parameter at the current point
@@ -363,23 +363,23 @@ func (r *relax) ipmSolve() ipmResult {
 		ap, ad := 1.0, 1.0
 		for j := range x {
 			if dx[j] < 0 {
-				ap = math.Min(ap, -tau*(x[j]-l[j])/dx[j])
+				ap = min(ap, -tau*(x[j]-l[j])/dx[j])
 			} else if dx[j] > 0 {
-				ap = math.Min(ap, tau*(u[j]-x[j])/dx[j])
+				ap = min(ap, tau*(u[j]-x[j])/dx[j])
 			}
 			if dzl[j] < 0 {
-				ad = math.Min(ad, -tau*zl[j]/dzl[j])
+				ad = min(ad, -tau*zl[j]/dzl[j])
 			}
 			if dzu[j] < 0 {
-				ad = math.Min(ad, -tau*zu[j]/dzu[j])
+				ad = min(ad, -tau*zu[j]/dzu[j])
 			}
 		}
 		for q := range s {
 			if ds[q] < 0 {
-				ap = math.Min(ap, -tau*s[q]/ds[q])
+				ap = min(ap, -tau*s[q]/ds[q])
 			}
 			if dz[q] < 0 {
-				ad = math.Min(ad, -tau*z[q]/dz[q])
+				ad = min(ad, -tau*z[q]/dz[q])
 			}
 		}
 		return ap, ad
@@ -437,7 +437,7 @@ func (r *relax) ipmSolve() ipmResult {
 		res.iters = it + 1
 		nd, nc, np, mu := residuals()
 		gscale := 1 + infNorm(grad)
-		merit := math.Max(math.Max(nd/gscale, nc), math.Max(np, mu))
+		merit := max(max(nd/gscale, nc), max(np, mu))
 		if math.IsNaN(merit) {
 			break
 		}
@@ -481,7 +481,7 @@ func (r *relax) ipmSolve() ipmResult {
 		if mu > 0 {
 			sigma = math.Pow(muAff/mu, 3)
 		}
-		sigma = math.Min(sigma, 1)
+		sigma = min(sigma, 1)
 		copy(adx, dx)
 		copy(ads, ds)
 		copy(adz, dz)
@@ -492,18 +492,18 @@ func (r *relax) ipmSolve() ipmResult {
 		// floors a complementarity far below the infeasibility stalls the method.
 		smu := sigma * mu
 		if len(p.floors) > 0 {
-			smu = math.Max(smu, 0.01*math.Min(mu, math.Max(math.Max(nd/gscale, nc), np)))
+			smu = max(smu, 0.01*min(mu, max(max(nd/gscale, nc), np)))
 		}
 		solve(func(q int) float64 { return smu - s[q]*z[q] - ads[q]*adz[q] },
 			func(j int) float64 { return smu - (x[j]-l[j])*zl[j] - adx[j]*adzl[j] },
 			func(j int) float64 { return smu - (u[j]-x[j])*zu[j] + adx[j]*adzu[j] })
-		tau := math.Max(0.9, 1-mu)
+		tau := max(0.9, 1-mu)
 		ap, ad = steps(tau)
 		// Backtrack the primal step on a merit function (barrier objective plus an exact
 		// penalty on the residuals): a full Newton step on curves with a steep end, such
 		// as x^α with small α near zero, can land where the quadratic model is useless.
 		if nonlinearSteep {
-			rho := 1 + math.Max(infNorm(y), infNorm(z))
+			rho := 1 + max(infNorm(y), infNorm(z))
 			m0 := meritFn(x, s, mu, rho)
 			for k := 0; k < 30; k++ {
 				for j := range x {
@@ -577,7 +577,7 @@ func (r *relax) ipmSolve() ipmResult {
 	}
 	res.z = make([]float64, nq)
 	for q := range ineq {
-		res.z[q] = math.Max(0, V*z[q]/ineq[q].scale)
+		res.z[q] = max(0, V*z[q]/ineq[q].scale)
 	}
 	return res
 }
@@ -598,7 +598,7 @@ func (r *relax) dualBound(res *ipmResult) float64 {
 	konst := 0.0
 	free := make([]int, 0, n)
 	for i := 0; i < n; i++ {
-		if r.hi[i]-r.lo[i] > 1e-12*math.Max(1, r.hi[i]) {
+		if r.hi[i]-r.lo[i] > 1e-12*max(1, r.hi[i]) {
 			free = append(free, i)
 		}
 	}
@@ -636,7 +636,7 @@ func (r *relax) dualBound(res *ipmResult) float64 {
 func infNorm(v []float64) float64 {
 	m := 0.0
 	for _, x := range v {
-		m = math.Max(m, math.Abs(x))
+		m = max(m, math.Abs(x))
 	}
 	return m
 }

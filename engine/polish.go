@@ -13,14 +13,14 @@ func (r *relax) polish(res *ipmResult) []float64 {
 	x := append([]float64(nil), res.x...)
 	X := 1.0
 	for i := 0; i < n; i++ {
-		X = math.Max(X, r.hi[i])
+		X = max(X, r.hi[i])
 	}
 	const snap = 1e-8
 	freeVar := make([]bool, n)
 	for i := 0; i < n; i++ {
 		w := r.hi[i] - r.lo[i]
 		switch {
-		case w <= 1e-12*math.Max(1, r.hi[i]):
+		case w <= 1e-12*max(1, r.hi[i]):
 			x[i] = r.lo[i]
 		case x[i]-r.lo[i] <= snap*X:
 			x[i] = r.lo[i]
@@ -112,7 +112,7 @@ func (r *relax) polish(res *ipmResult) []float64 {
 				}
 				g[i] = r.chanD1(i, p.w, x[i]) - p.cost
 				h := -r.chanD2(i, p.w, x[i])
-				scale := math.Abs(g[i])/math.Max(X, 1) + 1e-300
+				scale := math.Abs(g[i])/max(X, 1) + 1e-300
 				if h < 1e-6*scale {
 					// linear channels: a proximal term keeps the step well conditioned;
 					// repeated steps still converge to the face's optimum
@@ -142,11 +142,11 @@ func (r *relax) polish(res *ipmResult) []float64 {
 			for i := 0; i < n; i++ {
 				dx[i] *= hinv[i]
 				if dx[i] > 0 {
-					step = math.Min(step, (r.hi[i]-x[i])/dx[i])
+					step = min(step, (r.hi[i]-x[i])/dx[i])
 				} else if dx[i] < 0 {
-					step = math.Min(step, (r.lo[i]-x[i])/dx[i])
+					step = min(step, (r.lo[i]-x[i])/dx[i])
 				}
-				moved = math.Max(moved, math.Abs(dx[i]))
+				moved = max(moved, math.Abs(dx[i]))
 			}
 			if moved <= 1e-15*X || step <= 0 {
 				break
@@ -165,7 +165,7 @@ func (r *relax) polish(res *ipmResult) []float64 {
 	}
 	// Keep the polished point only if it is feasible and no worse.
 	if p.feasibleLinear(x, r.lo, r.hi, 1e-12) && p.floorsHold(r, x) &&
-		p.relaxObjective(r, x) >= p.relaxObjective(r, res.x)-1e-9*math.Max(1, math.Abs(p.relaxObjective(r, res.x))) {
+		p.relaxObjective(r, x) >= p.relaxObjective(r, res.x)-1e-9*max(1, math.Abs(p.relaxObjective(r, res.x))) {
 		return x
 	}
 	return res.x
@@ -187,7 +187,7 @@ func (p *problem) floorsHold(r *relax, x []float64) bool {
 				v += e.val(x[i])
 			}
 		}
-		if v < f.rhs-1e-9*math.Max(1, math.Abs(f.rhs)) {
+		if v < f.rhs-1e-9*max(1, math.Abs(f.rhs)) {
 			return false
 		}
 	}
@@ -204,7 +204,7 @@ func (r *relax) activeBound(x []float64) float64 {
 	n := p.n()
 	X := 1.0
 	for i := 0; i < n; i++ {
-		X = math.Max(X, r.hi[i])
+		X = max(X, r.hi[i])
 	}
 	const snap = 1e-9
 	type act struct {
@@ -238,7 +238,7 @@ func (r *relax) activeBound(x []float64) float64 {
 		add(rw.idx, rw.coef, rw.lo, rw.hi, rw.eval(x))
 	}
 	for fi, f := range p.floors {
-		v, scale := 0.0, math.Max(1, math.Abs(f.rhs))
+		v, scale := 0.0, max(1, math.Abs(f.rhs))
 		coef := make([]float64, n)
 		for i := 0; i < n; i++ {
 			if e := &r.env[i][f.kpi]; e.t != nil {
@@ -268,7 +268,7 @@ func (r *relax) activeBound(x []float64) float64 {
 			g[i] = r.chanD1(i, p.w, x[i]) - p.cost
 			h := -r.chanD2(i, p.w, x[i]) * X
 			floor := 1e-8 * (math.Abs(g[i]) + 1e-300)
-			wt[i] = 1 / math.Max(h, floor)
+			wt[i] = 1 / max(h, floor)
 		}
 	}
 	if nfree == 0 {

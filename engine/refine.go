@@ -18,7 +18,7 @@ func (r *relax) refine(x0 []float64, hint *ipmResult) (x []float64, ub float64, 
 	}
 	X := 1.0
 	for i := 0; i < n; i++ {
-		X = math.Max(X, r.hi[i])
+		X = max(X, r.hi[i])
 	}
 	const snap = 1e-8
 	x = append([]float64(nil), x0...)
@@ -58,7 +58,7 @@ func (r *relax) refine(x0 []float64, hint *ipmResult) (x []float64, ub float64, 
 		if c.floor < 0 {
 			return X
 		}
-		return math.Max(1, math.Abs(c.lo))
+		return max(1, math.Abs(c.lo))
 	}
 	// Active set: side[j] = +1 at hi, −1 at lo, 0 inactive (equalities count as +1). The
 	// interior-point method's multipliers say which constraints it ends on, more reliably
@@ -91,7 +91,7 @@ func (r *relax) refine(x0 []float64, hint *ipmResult) (x []float64, ub float64, 
 			hb = hint.atBound[i]
 		}
 		switch {
-		case r.hi[i]-r.lo[i] <= 1e-12*math.Max(1, r.hi[i]) || x[i]-r.lo[i] <= snap*X || hb < 0:
+		case r.hi[i]-r.lo[i] <= 1e-12*max(1, r.hi[i]) || x[i]-r.lo[i] <= snap*X || hb < 0:
 			at[i], x[i] = -1, r.lo[i]
 		case r.hi[i]-x[i] <= snap*X || hb > 0:
 			at[i], x[i] = 1, r.hi[i]
@@ -165,7 +165,7 @@ func (r *relax) refine(x0 []float64, hint *ipmResult) (x []float64, ub float64, 
 			step := 0.0
 			for a, i := range free {
 				x[i] += rhs[a]
-				step = math.Max(step, math.Abs(rhs[a]))
+				step = max(step, math.Abs(rhs[a]))
 			}
 			copy(mu, rhs[nf:])
 			if step <= 1e-14*X {
@@ -220,7 +220,7 @@ func (r *relax) refine(x0 []float64, hint *ipmResult) (x []float64, ub float64, 
 		// increase, at the maximum not to decrease.
 		wi := -1
 		for i := 0; i < n; i++ {
-			if at[i] == 0 || r.hi[i]-r.lo[i] <= 1e-12*math.Max(1, r.hi[i]) {
+			if at[i] == 0 || r.hi[i]-r.lo[i] <= 1e-12*max(1, r.hi[i]) {
 				continue
 			}
 			g := r.chanD1(i, p.w, x[i]) - p.cost
@@ -312,7 +312,7 @@ func (r *relax) multiplierBound(cs []conRef) float64 {
 func solveDense(K, b []float64, N int) bool {
 	scale := 0.0
 	for _, v := range K {
-		scale = math.Max(scale, math.Abs(v))
+		scale = max(scale, math.Abs(v))
 	}
 	if scale == 0 {
 		return N == 0

@@ -17,6 +17,7 @@ type relax struct {
 	// the price of that argmax and the channel's second derivative there (0: unknown)
 	hintLam, hintD2 []float64
 	hintD3          []float64 // G‴ at the last argmax, where known (NaN: unknown)
+	hintD4          []float64 // G⁗ there, where known to full precision (NaN: unknown)
 	// lamHint is a price to start the search from (a parent node's answer), and lam the
 	// price this relaxation settled on.
 	lamHint, lam float64
@@ -24,7 +25,10 @@ type relax struct {
 	// price and G″ there (0: none), as chanArgmax finds them
 	uxs, ud2 []float64
 	ud3      []float64 // G‴ there (0: unknown)
-	root     bool      // the whole problem's box (not a node of the search)
+	// memo: each channel's last single-curve answer in full, so that asking again at the
+	// same price (a child's first price is its parent's last) costs nothing
+	memo []argmaxMemo
+	root bool // the whole problem's box (not a node of the search)
 }
 
 // child is the relaxation on a box that differs from r's in the channels listed: their
@@ -38,7 +42,15 @@ func (r *relax) child(lo, hi []float64, changed ...int) *relax {
 	copy(c.hintLam, r.hintLam)
 	copy(c.hintD2, r.hintD2)
 	copy(c.hintD3, r.hintD3)
+	copy(c.hintD4, r.hintD4)
+	if r.memo != nil {
+		c.memo = make([]argmaxMemo, len(r.memo))
+		copy(c.memo, r.memo)
+	}
 	for _, i := range changed {
+		if c.memo != nil {
+			c.memo[i] = argmaxMemo{} // a new box
+		}
 		row := make([]envelope, len(r.env[i]))
 		for k, t := range r.p.terms[i] {
 			if t != nil && r.used[k] {
@@ -59,7 +71,10 @@ func newRelax(p *problem, lo, hi []float64) *relax {
 		r.used[f.kpi] = true
 	}
 	r.env = p.ws.envRows(p.n())
-	h := p.ws.floats(4 * p.n())
+	if !p.concave() {
+		r.memo = p.ws.memos(p.n()) // for the children of a search
+	}
+	h := p.ws.floats(5 * p.n())
 	r.setHints(h)
 	nk := len(p.kpiNames)
 	rows := p.ws.envelopes(p.n() * nk) // one allocation backs every channel's row
@@ -74,13 +89,32 @@ func newRelax(p *problem, lo, hi []float64) *relax {
 	return r
 }
 
-// allocHints makes the warm-start slices, zeroed, in one allocation.
-func (r *relax) allocHints(n int) { r.setHints(make([]float64, 4*n)) }
+// argmaxMemo is one channel's answer from chanArgmax's single-curve case: the price and
+// weight asked, both maximisers, and what the call leaves for warm starts and the price
+// model.
+type argmaxMemo struct {
+	ok              bool
+	k               int
+	lam, cf, xl, xh float64
+	d2, d3, d4      float64
+	xu, d2u, d3u    float64
+}
 
-// setHints makes the warm-start slices from h (4n zeroed values).
+// memoAt is channel i's memo when it holds an answer (nil otherwise).
+func (r *relax) memoAt(i int) *argmaxMemo {
+	if r.memo == nil || !r.memo[i].ok {
+		return nil
+	}
+	return &r.memo[i]
+}
+
+// allocHints makes the warm-start slices, zeroed, in one allocation.
+func (r *relax) allocHints(n int) { r.setHints(make([]float64, 5*n)) }
+
+// setHints makes the warm-start slices from h (5n zeroed values).
 func (r *relax) setHints(h []float64) {
-	n := len(h) / 4
-	r.hint, r.hintLam, r.hintD2, r.hintD3 = h[:n:n], h[n:2*n:2*n], h[2*n:3*n:3*n], h[3*n:]
+	n := len(h) / 5
+	r.hint, r.hintLam, r.hintD2, r.hintD3, r.hintD4 = h[:n:n], h[n:2*n:2*n], h[2*n:3*n:3*n], h[3*n:4*n:4*n], h[4*n:]
 }
 
 // chanVal is G_i(x) = Σ_k coef_k·env_ik(x).
@@ -119,7 +153,7 @@ func (r *relax) chanD2(i int, coef []float64, x float64) float64 {
 func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64) {
 	a, b := r.lo[i], r.hi[i]
 	d3prev := r.hintD3[i]
-	r.hintD3[i] = math.NaN() // unless the single-curve case below knows it
+	r.hintD3[i], r.hintD4[i] = math.NaN(), math.NaN() // unless the single-curve case below knows them
 	if b <= a {
 		return a, a
 	}
@@ -143,6 +177,13 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 		}
 		return a, b
 	case single >= 0:
+		if mm := r.memoAt(i); mm != nil && mm.lam == lam && mm.cf == coef[single] && mm.k == single {
+			if r.uxs != nil {
+				r.uxs[i], r.ud2[i], r.ud3[i] = mm.xu, mm.d2u, mm.d3u
+			}
+			r.hint[i], r.hintLam[i], r.hintD2[i], r.hintD3[i], r.hintD4[i] = mm.xl, lam, mm.d2, mm.d3, mm.d4
+			return mm.xl, mm.xh
+		}
 		e := &r.env[i][single]
 		l := lam / coef[single]
 		// Warm start: a prediction from the last answer along the maximiser's path,
@@ -163,9 +204,10 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 				hint = pred
 			}
 		}
-		xl, d2, d3, xu, d2u, d3u := e.argmaxD3(l, false, hint)
+		xl, d2, d3, d4, xu, d2u, d3u := e.argmaxD3(l, false, hint)
+		cf := coef[single]
 		if r.uxs != nil { // the price search's model of each channel
-			r.uxs[i], r.ud2[i], r.ud3[i] = xu, coef[single]*d2u, coef[single]*d3u
+			r.uxs[i], r.ud2[i], r.ud3[i] = xu, cf*d2u, cf*d3u
 		}
 		xh := xl
 		// The maximisers form an interval only on a linear piece of slope l: for a bridge,
@@ -174,9 +216,13 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 			xh = e.argmax(l, true, hint)
 		}
 		// d2 is known (non-zero) only where xl is a smooth interior maximiser
-		r.hint[i], r.hintLam[i], r.hintD2[i] = xl, lam, coef[single]*d2
+		r.hint[i], r.hintLam[i], r.hintD2[i] = xl, lam, cf*d2
 		if d2 != 0 {
-			r.hintD3[i] = coef[single] * d3
+			r.hintD3[i], r.hintD4[i] = cf*d3, cf*d4
+		}
+		if r.memo != nil && lam > 0 { // (at a price of 0 or less the answer is immediate: keep the memo for the next price)
+			r.memo[i] = argmaxMemo{ok: true, k: single, lam: lam, cf: cf, xl: xl, xh: xh, d2: cf * d2, d3: r.hintD3[i], d4: r.hintD4[i],
+				xu: xu, d2u: cf * d2u, d3u: cf * d3u}
 		}
 		return xl, xh
 	}
@@ -186,7 +232,7 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 		if d := r.chanD1(i, coef, a); d < lam || (!strict && d <= lam) {
 			return a
 		}
-		for it := 0; it < 200 && hi-lo > 1e-15*math.Max(1, hi); it++ {
+		for it := 0; it < 200 && hi-lo > 1e-15*max(1, hi); it++ {
 			mid := lo + (hi-lo)/2
 			if mid <= lo || mid >= hi {
 				break
@@ -226,7 +272,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		sumLo += r.lo[i]
 		sumHi += r.hi[i]
 	}
-	scale := math.Max(1, sumHi)
+	scale := max(1, sumHi)
 	if sumLo > p.thi+1e-12*scale || sumHi < p.tlo-1e-12*scale {
 		return nil, math.Inf(-1), 0, false
 	}
@@ -281,7 +327,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	switch {
 	case sl <= p.thi && sh >= p.tlo:
 		// The price alone settles the spend: take the least spend that the total allows.
-		target = math.Max(sl, p.tlo)
+		target = max(sl, p.tlo)
 		return r.blend(xl, xh, sl, sh, target), r.settleAt(coef, c, xl), evals, true
 	case sl > p.thi:
 		target = p.thi
@@ -292,7 +338,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		return append([]float64(nil), r.lo...), r.settle(coef, r.maxPrice(coef)), evals, true
 	}
 	if target >= sumHi {
-		return append([]float64(nil), r.hi...), r.settle(coef, math.Min(0, c)-1), evals, true
+		return append([]float64(nil), r.hi...), r.settle(coef, min(0, c)-1), evals, true
 	}
 
 	// Bracket: at la the spend exceeds the target, at lb it falls short.
@@ -305,7 +351,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		if exact {
 			// Above every channel's largest slope each one sits at its minimum: no need to
 			// evaluate there.
-			lb = math.Max(mp, c)*(1+1e-12) + 1e-300
+			lb = max(mp, c)*(1+1e-12) + 1e-300
 			if lb <= c {
 				lb = math.Nextafter(c, math.Inf(1))
 			}
@@ -323,12 +369,13 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		copy(xb, xh)
 		copy(xbl, xl)
 		bEval = true
-		la = math.Min(0, c) - 1 // below zero every channel sits at its maximum
+		la = min(0, c) - 1 // below zero every channel sits at its maximum
 		sa = sumHi
 		copy(xa, r.hi)
 	}
 
 	brk := r.breakpoints(coef)
+	var ms []chanModel // the channels' price models, when jumps lie in the bracket
 	lam, last := la, math.NaN()
 	// Start Newton from the price at which an even split would be marginal: the mean of
 	// the channels' slopes there. It is usually within a few steps of the answer.
@@ -370,10 +417,13 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	// before it by a tenth, the next step is a bisection.
 	res1, res2, res3, res4 := math.Inf(1), math.Inf(1), math.Inf(1), math.Inf(1)
 	for it := 0; it < 300; it++ {
-		// S(λ) jumps where a channel's envelope has a linear piece of slope λ; while such
-		// a price lies inside the bracket, try it: it is either the answer or it halves the
-		// search exactly. Between jumps S is smooth and Newton's method converges fast;
-		// bisection (geometric when the bracket spans orders of magnitude) is the fallback.
+		// S(λ) jumps where a channel's envelope has a linear piece of slope λ. While such
+		// prices lie inside the bracket, the channels' models (jumps included) say which
+		// jump holds the answer, or between which two it lies and where; when they do not
+		// help (no progress), the middle one is tried: it is either the answer or it halves
+		// the search exactly. Between jumps S is smooth and Newton's method converges fast
+		// (refined by the models far from the answer); bisection (geometric when the
+		// bracket spans orders of magnitude) is the fallback.
 		next := math.NaN()
 		if j := sort.SearchFloat64s(brk, la); j < len(brk) && brk[j] == la {
 			j++
@@ -384,6 +434,17 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		if len(brk) > 0 && brk[0] < lb {
 			k := sort.SearchFloat64s(brk, lb)
 			next = brk[k/2]
+			if !math.IsNaN(last) && last > 0 && !(res1 > 0.9*res3 && res2 > 0.9*res4) {
+				// The channels' models, jumps included, usually tell which jump holds the
+				// answer or which stretch between two jumps: try that price first.
+				if ms == nil {
+					ms = p.ws.models(n)
+				}
+				r.priceModels(ms, coef, last, xl)
+				if m := jumpPrice(ms, target, la, lb, last, math.Abs(sl-target)/target, math.NaN(), math.NaN(), brk[:k]); m > la && m < lb {
+					next = m
+				}
+			}
 		} else if !math.IsNaN(last) && dS < 0 && !math.IsInf(dS, -1) && !(res1 > 0.9*res3 && res2 > 0.9*res4) {
 			if last > 0 && sl > 0 {
 				// Newton on log S against log λ: power-law responses make S(λ) a
@@ -402,7 +463,11 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 				if math.Abs(sl-target) > 1e-3*target {
 					// far from the answer, channels entering or leaving their boxes
 					// matter: let the channels' own model refine the step
-					if m := r.modelPrice(last, sl, target, xl, la, lb); m > la && m < lb {
+					if ms == nil {
+						ms = p.ws.models(n)
+					}
+					r.priceModels(ms, coef, last, xl)
+					if m := jumpPrice(ms, target, la, lb, last, math.Abs(sl-target)/target, sl, last*dS, nil); m > la && m < lb {
 						next = m
 					}
 				}
@@ -412,7 +477,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		}
 		if !(next > la && next < lb) {
 			if math.IsInf(lb, 1) {
-				next = math.Max(4*la, la+1)
+				next = max(4*la, la+1)
 			} else if la > 0 && lb > 4*la {
 				next = math.Sqrt(la) * math.Sqrt(lb)
 			} else {
@@ -442,7 +507,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			copy(xbl, xl)
 			bEval = true
 		}
-		if math.Min(sa-target, target-sb) <= 1e-15*target || (!math.IsInf(lb, 1) && lb-la <= 1e-15*math.Abs(lb)) {
+		if min(sa-target, target-sb) <= 1e-15*target || (!math.IsInf(lb, 1) && lb-la <= 1e-15*math.Abs(lb)) {
 			break
 		}
 	}
@@ -464,130 +529,50 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 	return x, ub, evals, true
 }
 
-// modelPrice is a Newton step of the price search that sees channels enter and leave
-// their boxes. From the last evaluation at lam (spend sl), each channel with a smooth
-// stationary point xu_i moves as a power of the price, x_i(λ) ≈ xu_i·(λ/lam)^(−k_i) with
-// k_i = −lam/(xu_i·G″_i(xu_i)) its elasticity there, clamped to its box; the others stay
-// at xl_i. Plain Newton counts only the channels inside their boxes and overshoots when
-// the step takes some in or out; Newton's method on the log of the model's total, kept
-// inside the bracket (la, lb), finds the price at which the model spends the target. It
-// returns NaN where the model has nothing to add.
-func (r *relax) modelPrice(lam, sl, target float64, xl []float64, la, lb float64) float64 {
-	n := len(xl)
-	fixed, modelled := 0.0, 0
-	for i := 0; i < n; i++ {
-		if r.ud2[i] < 0 && r.uxs[i] > 0 && r.hi[i] > r.lo[i] {
-			modelled++
-		} else {
-			fixed += xl[i]
-		}
-	}
-	if modelled == 0 {
-		return math.NaN()
-	}
-	// t = ln(λ/lam), inside the bracket
-	ta, tb := math.Inf(-1), math.Inf(1)
-	if la > 0 {
-		ta = math.Log(la / lam)
-	}
-	if !math.IsInf(lb, 1) {
-		tb = math.Log(lb / lam)
-	}
-	t := 0.0
-	s, ds := sl, 0.0
-	for i := 0; i < n; i++ {
-		if r.ud2[i] < 0 && r.uxs[i] > 0 && r.hi[i] > r.lo[i] && xl[i] > r.lo[i] && xl[i] < r.hi[i] {
-			ds += lam / r.ud2[i] // dx_i/dt = −k_i·x_i = lam/G″_i
-		}
-	}
-	for it := 0; it < 8; it++ {
-		if s > target {
-			ta = math.Max(ta, t)
-		} else {
-			tb = math.Min(tb, t)
-		}
-		g := math.Log(s / target)
-		if math.Abs(g) <= 1e-8 {
-			break
-		}
-		next := math.NaN()
-		if ds < 0 {
-			next = t - g*s/ds
-		}
-		if !(next > ta && next < tb) {
-			switch {
-			case math.IsInf(tb, 1):
-				next = ta + 1
-			case math.IsInf(ta, -1):
-				next = tb - 1
-			default:
-				next = ta + (tb-ta)/2
-			}
-		}
-		if !(next > ta && next < tb) || next == t {
-			break
-		}
-		t = next
-		s, ds = fixed, 0
-		for i := 0; i < n; i++ {
-			d2 := r.ud2[i]
-			if !(d2 < 0 && r.uxs[i] > 0 && r.hi[i] > r.lo[i]) {
-				continue
-			}
-			xu := r.uxs[i]
-			k := -lam / (xu * d2)
-			e := -k * t
-			if d3 := r.ud3[i]; d3 != 0 {
-				// second order in t: d²ln x/dt² = −k − k² − λ²G‴/(x·G″³)
-				q := -k - k*k - lam*lam*d3/(xu*d2*d2*d2)
-				if math.Abs(q*t) <= 0.5*k {
-					e += 0.5 * q * t * t
-					k -= q * t
-				}
-			}
-			x := xu * math.Exp(e)
-			switch {
-			case x <= r.lo[i]:
-				x = r.lo[i]
-			case x >= r.hi[i]:
-				x = r.hi[i]
-			default:
-				ds -= k * x
-			}
-			s += x
-		}
-		if !(s > 0) {
-			break
-		}
-	}
-	return lam * math.Exp(t)
-}
-
 // tangentStep finishes the price search without another evaluation once the spend sl at
 // lam is close to the target. Newton's next price lam + dl moves each channel strictly
 // inside its box along its maximiser's path, x_i(λ) ≈ x_i + dl/G″_i − dl²·G‴_i/(2·G″_i³)
-// (second order where G‴ is known, first order otherwise), which meets the target to that
-// order. Every move must be within 4e-6 (second order) or 1e-8 (first order) of the
-// channel's own spend, so that the error left, of the order of the cube or the square of
-// that fraction of x_i, is below rounding. It declines (false) otherwise, and where S(λ)
-// is not smooth near lam: a channel on a linear piece, a breakpoint of some envelope
-// between the two prices, or a channel that would leave its box. The dual bound stays the
-// one at lam, where the maximisers are exact.
+// + dl³·(3·G‴_i² − G″_i·G⁗_i)/(6·G″_i⁵) (third order where G⁗ is known to full precision,
+// second where G‴ is, first otherwise), which meets the target to that order. Every move
+// must be small next to the channel's own spend — within 1e-8 (first order), 4e-6 (second
+// order), or (third order) small enough that the next term, estimated from the ratio of
+// the last ones, is below 2e-17 of it — so that the error left is below rounding. It
+// declines (false) otherwise, and where S(λ) is not smooth near lam: a channel on a linear
+// piece, a breakpoint of some envelope between the two prices, or a channel that would
+// leave its box. The dual bound stays the one at lam, where the maximisers are exact.
 func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk []float64) ([]float64, bool) {
-	if sl != sh || !(dS < 0) || math.IsInf(dS, -1) || !(math.Abs(sl-target) <= 4e-6*target) {
+	if sl != sh || !(dS < 0) || math.IsInf(dS, -1) || !(math.Abs(sl-target) <= 1e-4*target) {
+		return nil, false
+	}
+	// Σ_i dx_i = dS·dl + B·dl² + C·dl³ with B = −Σ G‴_i/(2·G″_i³) and
+	// C = Σ (3·G‴_i² − G″_i·G⁗_i)/(6·G″_i⁵), over the terms known
+	B, C := 0.0, 0.0
+	third := true
+	for i, v := range xl {
+		if v > r.lo[i] && v < r.hi[i] {
+			d2, d3, d4 := r.hintD2[i], r.hintD3[i], r.hintD4[i]
+			switch {
+			case math.IsNaN(d3):
+				third = false
+			case math.IsNaN(d4):
+				third = false
+				B -= d3 / (2 * d2 * d2 * d2)
+			default:
+				d22 := d2 * d2
+				B -= d3 / (2 * d22 * d2)
+				C += (3*d3*d3 - d2*d4) / (6 * d22 * d22 * d2)
+			}
+		}
+	}
+	if !third && !(math.Abs(sl-target) <= 4e-6*target) {
 		return nil, false
 	}
 	dl := (target - sl) / dS
-	// the second-order terms: Σ_i dx_i = dS·dl + B·dl² with B = −Σ G‴_i/(2·G″_i³)
-	B := 0.0
-	for i, v := range xl {
-		if v > r.lo[i] && v < r.hi[i] && !math.IsNaN(r.hintD3[i]) {
-			d2 := r.hintD2[i]
-			B -= r.hintD3[i] / (2 * d2 * d2 * d2)
+	if B != 0 || C != 0 {
+		for k := 0; k < 3; k++ {
+			f := dl*(dS+dl*(B+dl*C)) - (target - sl)
+			dl -= f / (dS + dl*(2*B+3*C*dl))
 		}
-	}
-	if B != 0 {
-		dl = (target - sl) / (dS + B*dl)
 	}
 	lo, hi := lam, lam+dl
 	if hi < lo {
@@ -602,14 +587,28 @@ func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk [
 	for i, v := range xl {
 		if v > r.lo[i] && v < r.hi[i] {
 			d2 := r.hintD2[i] // what eval used in dS
-			dx := dl / d2
-			tol := 1e-8
-			if d3 := r.hintD3[i]; !math.IsNaN(d3) {
-				tol = 4e-6
+			t1 := dl / d2
+			dx := t1
+			switch d3, d4 := r.hintD3[i], r.hintD4[i]; {
+			case math.IsNaN(d3):
+				if !(math.Abs(t1) <= 1e-8*v) {
+					return nil, false
+				}
+			case math.IsNaN(d4):
+				if !(math.Abs(t1) <= 4e-6*v) {
+					return nil, false
+				}
 				dx -= dl * dl * d3 / (2 * d2 * d2 * d2)
-			}
-			if !(math.Abs(dl/d2) <= tol*v) {
-				return nil, false
+			default:
+				d22 := d2 * d2
+				t2 := -dl * dl * d3 / (2 * d22 * d2)
+				t3 := dl * dl * dl * (3*d3*d3 - d2*d4) / (6 * d22 * d22 * d2)
+				// the next term, from the ratio of the last two (each at least 1e-4)
+				rho := max(1e-4, max(math.Abs(t2/t1), math.Abs(t3/t2)))
+				if !(math.Abs(t1) <= 1e-4*v) || !(math.Abs(t3)*rho <= 2e-17*v) {
+					return nil, false
+				}
+				dx += t2 + t3
 			}
 			v += dx
 			if !(v > r.lo[i] && v < r.hi[i]) {
@@ -684,7 +683,7 @@ func (r *relax) maxPriceExact(coef []float64) (float64, bool) {
 		if math.IsInf(s, 1) || math.IsNaN(s) {
 			return math.Inf(1), false
 		}
-		m = math.Max(m, s)
+		m = max(m, s)
 	}
 	return m, true
 }
@@ -697,9 +696,9 @@ func (r *relax) maxPrice(coef []float64) float64 {
 		if math.IsInf(s, 1) || math.IsNaN(s) {
 			// x^α with α < 1 at 0: use the slope a hair to the right instead; the
 			// bracket search grows the price from there as needed.
-			s = r.chanD1(i, coef, r.lo[i]+1e-9*math.Max(1, r.hi[i]-r.lo[i]))
+			s = r.chanD1(i, coef, r.lo[i]+1e-9*max(1, r.hi[i]-r.lo[i]))
 		}
-		m = math.Max(m, s)
+		m = max(m, s)
 	}
 	if math.IsInf(m, 1) || math.IsNaN(m) {
 		m = maxParam

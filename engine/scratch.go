@@ -20,7 +20,10 @@ type scratch struct {
 	eOff  int
 	rows  [][]envelope // carved by envRows
 	rOff  int
-	price []float64 // the price search's work arrays, reused call after call
+	price []float64    // the price search's work arrays, reused call after call
+	cms   []chanModel  // the price search's channel models, likewise
+	mem   []argmaxMemo // carved by memos
+	mOff  int
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -31,8 +34,8 @@ const maxScratch = 1 << 17
 func getScratch() *scratch { return scratchPool.Get().(*scratch) }
 
 func putScratch(w *scratch) {
-	w.fOff, w.sOff, w.lOff, w.eOff, w.rOff = 0, 0, 0, 0, 0
-	if cap(w.f) > maxScratch || cap(w.price) > maxScratch || cap(w.env) > maxScratch {
+	w.fOff, w.sOff, w.lOff, w.eOff, w.rOff, w.mOff = 0, 0, 0, 0, 0, 0
+	if cap(w.f) > maxScratch || cap(w.price) > maxScratch || cap(w.env) > maxScratch || cap(w.cms) > maxScratch || cap(w.mem) > maxScratch {
 		return // a very large problem's memory is not worth keeping
 	}
 	// What the slabs still point to (labels, curves) stays reachable until the pool lets
@@ -107,4 +110,24 @@ func (w *scratch) priceWork(n int) []float64 {
 	out := w.price[:n:n]
 	clear(out)
 	return out
+}
+
+// models returns n channel models for the price search (contents undefined: the search
+// sets each before use). Like priceWork, one buffer serves every call of a solve.
+func (w *scratch) models(n int) []chanModel {
+	if w == nil {
+		return make([]chanModel, n)
+	}
+	if cap(w.cms) < n {
+		w.cms = make([]chanModel, n)
+	}
+	return w.cms[:n:n]
+}
+
+// memos returns n empty argmax memos.
+func (w *scratch) memos(n int) []argmaxMemo {
+	if w == nil {
+		return make([]argmaxMemo, n)
+	}
+	return carve(&w.mem, &w.mOff, n)
 }
