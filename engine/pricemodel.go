@@ -100,7 +100,7 @@ func (c *chanModel) smoothModel(x0, lam0, lnLam0, d2, d3, lo, hi float64) bool {
 }
 
 // priceModels builds every channel's model after an evaluation at lam (spends xl), from
-// what chanArgmax left in r.uxs, r.ud2 and r.ud3.
+// what chanArgmax left in each channel's state.
 func (r *relax) priceModels(ms []chanModel, coef []float64, lam float64, xl []float64) {
 	lnLam := math.Log(lam)
 	for i := range ms {
@@ -110,16 +110,7 @@ func (r *relax) priceModels(ms []chanModel, coef []float64, lam float64, xl []fl
 		if b <= a {
 			continue
 		}
-		single := -1
-		for k := range r.env[i] {
-			if r.env[i][k].t != nil && coef[k] != 0 {
-				if single >= 0 {
-					single = -2
-					break
-				}
-				single = k
-			}
-		}
+		single := r.single(i, coef)
 		if single < 0 {
 			continue
 		}
@@ -131,7 +122,8 @@ func (r *relax) priceModels(ms []chanModel, coef []float64, lam float64, xl []fl
 		case e.z > e.a && e.z >= e.b: // a chord
 			c.kind, c.a, c.m, c.hi = cmStep, a, e.m*cf, b
 		case e.z > e.a: // a bridge to the curve at z
-			ok := r.ud2[i] < 0 && c.smoothModel(r.uxs[i], lam, lnLam, r.ud2[i], r.ud3[i], e.z, b)
+			cs := &r.cs[i]
+			ok := cs.ud2 < 0 && c.smoothModel(cs.ux, lam, lnLam, cs.ud2, cs.ud3, e.z, b)
 			if !ok && e.m*cf > 0 {
 				ok = c.smoothModel(e.z, e.m*cf, math.Log(e.m*cf), e.d2z*cf, 0, e.z, b)
 			}
@@ -142,8 +134,9 @@ func (r *relax) priceModels(ms []chanModel, coef []float64, lam float64, xl []fl
 			}
 		case e.t.kind == kindLinear || (e.t.kind == kindPower && e.t.alpha == 1):
 			c.kind, c.a, c.m, c.hi = cmStep, a, e.t.d1(e.a)*cf, b
-		case r.ud2[i] < 0:
-			if !c.smoothModel(r.uxs[i], lam, lnLam, r.ud2[i], r.ud3[i], a, b) {
+		case r.cs[i].ud2 < 0:
+			cs := &r.cs[i]
+			if !c.smoothModel(cs.ux, lam, lnLam, cs.ud2, cs.ud3, a, b) {
 				*c = chanModel{kind: cmFixed, x0: xl[i]}
 			}
 		}

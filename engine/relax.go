@@ -13,18 +13,10 @@ type relax struct {
 	lo, hi []float64
 	env    [][]envelope // [channel][kpi]; t == nil where unused
 	used   []bool       // KPI appears in the objective or a floor
-	hint   []float64    // last argmax per channel, to warm-start inverse slopes
-	// the price of that argmax and the channel's second derivative there (0: unknown)
-	hintLam, hintD2 []float64
-	hintD3          []float64 // G‴ at the last argmax, where known (NaN: unknown)
-	hintD4          []float64 // G⁗ there, where known to full precision (NaN: unknown)
+	cs     []chanState  // per channel: the last answer, for warm starts and the price search
 	// lamHint is a price to start the search from (a parent node's answer), and lam the
 	// price this relaxation settled on.
 	lamHint, lam float64
-	// uxs, ud2: during a price search, each channel's unclamped maximiser at the last
-	// price and G″ there (0: none), as chanArgmax finds them
-	uxs, ud2 []float64
-	ud3      []float64 // G‴ there (0: unknown)
 	// memo: each channel's last single-curve answer in full, so that asking again at the
 	// same price (a child's first price is its parent's last) costs nothing
 	memo []argmaxMemo
@@ -37,12 +29,7 @@ func (r *relax) child(lo, hi []float64, changed ...int) *relax {
 	c := &relax{p: r.p, lo: lo, hi: hi, used: r.used, lamHint: r.lam}
 	c.env = make([][]envelope, len(r.env))
 	copy(c.env, r.env)
-	c.allocHints(len(r.hint))
-	copy(c.hint, r.hint)
-	copy(c.hintLam, r.hintLam)
-	copy(c.hintD2, r.hintD2)
-	copy(c.hintD3, r.hintD3)
-	copy(c.hintD4, r.hintD4)
+	c.cs = append([]chanState(nil), r.cs...)
 	if r.memo != nil {
 		c.memo = make([]argmaxMemo, len(r.memo))
 		copy(c.memo, r.memo)
@@ -74,8 +61,7 @@ func newRelax(p *problem, lo, hi []float64) *relax {
 	if !p.concave() {
 		r.memo = p.ws.memos(p.n()) // for the children of a search
 	}
-	h := p.ws.floats(5 * p.n())
-	r.setHints(h)
+	r.cs = p.ws.chanStates(p.n())
 	nk := len(p.kpiNames)
 	rows := p.ws.envelopes(p.n() * nk) // one allocation backs every channel's row
 	for i := range r.env {
@@ -85,8 +71,44 @@ func newRelax(p *problem, lo, hi []float64) *relax {
 				r.env[i][k] = newEnvelope(t, lo[i], hi[i])
 			}
 		}
+		r.cs[i].single = singleTerm(r.env[i], p.w)
 	}
 	return r
+}
+
+// chanState is what a relaxation keeps per channel between calls of chanArgmax.
+type chanState struct {
+	// the last single-curve maximiser and its price, to warm-start the next; G″ there (0:
+	// not a smooth interior maximiser), G‴ and G⁗ (NaN: not known; G⁗ only where known
+	// to full precision)
+	x, lam, d2, d3, d4 float64
+	// the curve's own stationary point at that price even where the box clamps it, and
+	// G″, G‴ there (ud2 = 0: none), for the price search's models
+	ux, ud2, ud3 float64
+	single       int // for the objective's weights p.w: see singleTerm
+}
+
+// singleTerm is the one KPI k whose curve enters a channel's row with coef[k] ≠ 0; −1
+// when there is none, −2 when there are several.
+func singleTerm(row []envelope, coef []float64) int {
+	single := -1
+	for k := range row {
+		if row[k].t != nil && coef[k] != 0 {
+			if single >= 0 {
+				return -2
+			}
+			single = k
+		}
+	}
+	return single
+}
+
+// single is singleTerm for channel i, read from the state where coef is p.w.
+func (r *relax) single(i int, coef []float64) int {
+	if &coef[0] == &r.p.w[0] {
+		return r.cs[i].single
+	}
+	return singleTerm(r.env[i], coef)
 }
 
 // argmaxMemo is one channel's answer from chanArgmax's single-curve case: the price and
@@ -106,15 +128,6 @@ func (r *relax) memoAt(i int) *argmaxMemo {
 		return nil
 	}
 	return &r.memo[i]
-}
-
-// allocHints makes the warm-start slices, zeroed, in one allocation.
-func (r *relax) allocHints(n int) { r.setHints(make([]float64, 5*n)) }
-
-// setHints makes the warm-start slices from h (5n zeroed values).
-func (r *relax) setHints(h []float64) {
-	n := len(h) / 5
-	r.hint, r.hintLam, r.hintD2, r.hintD3, r.hintD4 = h[:n:n], h[n:2*n:2*n], h[2*n:3*n:3*n], h[3*n:4*n:4*n], h[4*n:]
 }
 
 // chanVal is G_i(x) = Σ_k coef_k·env_ik(x).
@@ -151,22 +164,15 @@ func (r *relax) chanD2(i int, coef []float64, x float64) float64 {
 // chanArgmax returns the smallest and largest maximisers of G_i(x) − lam·x on the box.
 // They differ only where G_i has a linear piece of slope lam.
 func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64) {
+	cs := &r.cs[i]
 	a, b := r.lo[i], r.hi[i]
-	d3prev := r.hintD3[i]
-	r.hintD3[i], r.hintD4[i] = math.NaN(), math.NaN() // unless the single-curve case below knows them
+	d3prev := cs.d3
+	// unless the single-curve case below knows them
+	cs.d3, cs.d4, cs.ud2, cs.ud3 = math.NaN(), math.NaN(), 0, 0
 	if b <= a {
 		return a, a
 	}
-	single := -1
-	for k := range r.env[i] {
-		if r.env[i][k].t != nil && coef[k] != 0 {
-			if single >= 0 {
-				single = -2
-				break
-			}
-			single = k
-		}
-	}
+	single := r.single(i, coef)
 	switch {
 	case single == -1: // no response at all: only the price matters
 		switch {
@@ -178,22 +184,20 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 		return a, b
 	case single >= 0:
 		if mm := r.memoAt(i); mm != nil && mm.lam == lam && mm.cf == coef[single] && mm.k == single {
-			if r.uxs != nil {
-				r.uxs[i], r.ud2[i], r.ud3[i] = mm.xu, mm.d2u, mm.d3u
-			}
-			r.hint[i], r.hintLam[i], r.hintD2[i], r.hintD3[i], r.hintD4[i] = mm.xl, lam, mm.d2, mm.d3, mm.d4
+			cs.ux, cs.ud2, cs.ud3 = mm.xu, mm.d2u, mm.d3u
+			cs.x, cs.lam, cs.d2, cs.d3, cs.d4 = mm.xl, lam, mm.d2, mm.d3, mm.d4
 			return mm.xl, mm.xh
 		}
 		e := &r.env[i][single]
 		l := lam / coef[single]
 		// Warm start: a prediction from the last answer along the maximiser's path,
 		// x + Δλ/G″ − Δλ²·G‴/(2·G″³) (to first order where G‴ is not known).
-		hint := r.hint[i]
-		if r.hintD2[i] == 0 {
+		hint := cs.x
+		if cs.d2 == 0 {
 			hint = 0 // the last answer was clamped to the box: it says little about this one
 		}
-		if d2 := r.hintD2[i]; hint > 0 && d2 < 0 {
-			dl := lam - r.hintLam[i]
+		if d2 := cs.d2; hint > 0 && d2 < 0 {
+			dl := lam - cs.lam
 			step := dl / d2
 			if d3 := d3prev; !math.IsNaN(d3) {
 				if c := dl * dl * d3 / (2 * d2 * d2 * d2); math.Abs(c) <= 0.5*math.Abs(step) {
@@ -206,9 +210,7 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 		}
 		xl, d2, d3, d4, xu, d2u, d3u := e.argmaxD3(l, false, hint)
 		cf := coef[single]
-		if r.uxs != nil { // the price search's model of each channel
-			r.uxs[i], r.ud2[i], r.ud3[i] = xu, cf*d2u, cf*d3u
-		}
+		cs.ux, cs.ud2, cs.ud3 = xu, cf*d2u, cf*d3u // the price search's model of the channel
 		xh := xl
 		// The maximisers form an interval only on a linear piece of slope l: for a bridge,
 		// only at its slope (elsewhere argmax's two ends take the same path to the same bits).
@@ -216,12 +218,12 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 			xh = e.argmax(l, true, hint)
 		}
 		// d2 is known (non-zero) only where xl is a smooth interior maximiser
-		r.hint[i], r.hintLam[i], r.hintD2[i] = xl, lam, cf*d2
+		cs.x, cs.lam, cs.d2 = xl, lam, cf*d2
 		if d2 != 0 {
-			r.hintD3[i], r.hintD4[i] = cf*d3, cf*d4
+			cs.d3, cs.d4 = cf*d3, cf*d4
 		}
 		if r.memo != nil && lam > 0 { // (at a price of 0 or less the answer is immediate: keep the memo for the next price)
-			r.memo[i] = argmaxMemo{ok: true, k: single, lam: lam, cf: cf, xl: xl, xh: xh, d2: cf * d2, d3: r.hintD3[i], d4: r.hintD4[i],
+			r.memo[i] = argmaxMemo{ok: true, k: single, lam: lam, cf: cf, xl: xl, xh: xh, d2: cf * d2, d3: cs.d3, d4: cs.d4,
 				xu: xu, d2u: cf * d2u, d3u: cf * d3u}
 		}
 		return xl, xh
@@ -277,9 +279,7 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		return nil, math.Inf(-1), 0, false
 	}
 	c := p.cost
-	scratch := p.ws.priceWork(8 * n)
-	r.uxs, r.ud2, r.ud3 = scratch[5*n:6*n:6*n], scratch[6*n:7*n:7*n], scratch[7*n:]
-	defer func() { r.uxs, r.ud2, r.ud3 = nil, nil, nil }()
+	scratch := p.ws.priceWork(5 * n)
 	xl, xh := scratch[:n:n], scratch[n:2*n:2*n]
 	xa, xb := scratch[2*n:3*n:3*n], scratch[3*n:4*n:4*n]
 	// xbl: the low maximisers at lb (xb holds the high ones); aEval, bEval: la, lb were
@@ -297,7 +297,6 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 		evals++
 		ddS = 0
 		for i := 0; i < n; i++ {
-			r.ud2[i], r.ud3[i] = 0, 0 // unless chanArgmax knows better
 			l, h := r.chanArgmax(i, coef, lam)
 			xl[i], xh[i] = l, h
 			sl += l
@@ -305,14 +304,15 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 			if l != h {
 				dS = math.Inf(-1)
 			} else if l > r.lo[i] && l < r.hi[i] {
-				d2 := r.hintD2[i] // set by chanArgmax where it knows it
+				cs := &r.cs[i]
+				d2 := cs.d2 // set by chanArgmax where it knows it
 				if d2 == 0 {
 					d2 = r.chanD2(i, coef, l)
 				}
 				if d2 < 0 {
 					dS += 1 / d2
-					r.hintD2[i] = d2
-					ddS -= r.hintD3[i] / (d2 * d2 * d2) // NaN where G‴ is not known
+					cs.d2 = d2
+					ddS -= cs.d3 / (d2 * d2 * d2) // NaN where G‴ is not known
 				} else {
 					dS = math.Inf(-1)
 				}
@@ -550,7 +550,7 @@ func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk [
 	third := true
 	for i, v := range xl {
 		if v > r.lo[i] && v < r.hi[i] {
-			d2, d3, d4 := r.hintD2[i], r.hintD3[i], r.hintD4[i]
+			d2, d3, d4 := r.cs[i].d2, r.cs[i].d3, r.cs[i].d4
 			switch {
 			case math.IsNaN(d3):
 				third = false
@@ -586,10 +586,11 @@ func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk [
 	flat, flatD2 := -1, 0.0 // the interior channel with the least curvature
 	for i, v := range xl {
 		if v > r.lo[i] && v < r.hi[i] {
-			d2 := r.hintD2[i] // what eval used in dS
+			cs := &r.cs[i]
+			d2 := cs.d2 // what eval used in dS
 			t1 := dl / d2
 			dx := t1
-			switch d3, d4 := r.hintD3[i], r.hintD4[i]; {
+			switch d3, d4 := cs.d3, cs.d4; {
 			case math.IsNaN(d3):
 				if !(math.Abs(t1) <= 1e-8*v) {
 					return nil, false
@@ -748,16 +749,7 @@ func dualTotal(v, lam, cost, tlo, thi float64) float64 {
 func (r *relax) breakpoints(coef []float64) []float64 {
 	var b []float64
 	for i := range r.env {
-		single := -1
-		for k := range r.env[i] {
-			if r.env[i][k].t != nil && coef[k] != 0 {
-				if single >= 0 {
-					single = -2
-					break
-				}
-				single = k
-			}
-		}
+		single := r.single(i, coef)
 		if single < 0 || r.hi[i] <= r.lo[i] {
 			continue
 		}

@@ -24,6 +24,8 @@ type scratch struct {
 	cms   []chanModel  // the price search's channel models, likewise
 	mem   []argmaxMemo // carved by memos
 	mOff  int
+	cst   []chanState // carved by chanStates
+	cOff  int
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -34,8 +36,8 @@ const maxScratch = 1 << 17
 func getScratch() *scratch { return scratchPool.Get().(*scratch) }
 
 func putScratch(w *scratch) {
-	w.fOff, w.sOff, w.lOff, w.eOff, w.rOff, w.mOff = 0, 0, 0, 0, 0, 0
-	if cap(w.f) > maxScratch || cap(w.price) > maxScratch || cap(w.env) > maxScratch || cap(w.cms) > maxScratch || cap(w.mem) > maxScratch {
+	w.fOff, w.sOff, w.lOff, w.eOff, w.rOff, w.mOff, w.cOff = 0, 0, 0, 0, 0, 0, 0
+	if cap(w.f) > maxScratch || cap(w.price) > maxScratch || cap(w.env) > maxScratch || cap(w.cms) > maxScratch || cap(w.mem) > maxScratch || cap(w.cst) > maxScratch {
 		return // a very large problem's memory is not worth keeping
 	}
 	// What the slabs still point to (labels, curves) stays reachable until the pool lets
@@ -130,4 +132,12 @@ func (w *scratch) memos(n int) []argmaxMemo {
 		return make([]argmaxMemo, n)
 	}
 	return carve(&w.mem, &w.mOff, n)
+}
+
+// chanStates returns n zero channel states.
+func (w *scratch) chanStates(n int) []chanState {
+	if w == nil {
+		return make([]chanState, n)
+	}
+	return carve(&w.cst, &w.cOff, n)
 }
