@@ -16,6 +16,7 @@ type chanModel struct {
 	x0, l0, k, q float64
 	e            *envelope // cmHull: the hull, with the KPI's weight cf
 	cf           float64
+	smooth       bool // (ms[0] only) every channel is cmFixed or cmSmooth
 }
 
 const (
@@ -141,6 +142,11 @@ func (r *relax) priceModels(ms []chanModel, coef []float64, lam float64, xl []fl
 			}
 		}
 	}
+	smooth := true
+	for i := range ms {
+		smooth = smooth && (ms[i].kind == cmFixed || ms[i].kind == cmSmooth)
+	}
+	ms[0].smooth = smooth
 }
 
 // jumpPrice is the price at which the channels' models spend target, between la and lb,
@@ -212,8 +218,13 @@ func jumpPrice(ms []chanModel, target, la, lb, last, r0, s0, ds0 float64, cands 
 			return math.NaN()
 		}
 	}
+	// the price itself (not its logarithm) matters only to channels with jumps
+	smooth := ms[0].smooth
 	for it := 0; it < 30; it++ {
-		lam := math.Exp(t)
+		lam := math.NaN()
+		if !smooth {
+			lam = math.Exp(t)
+		}
 		s, ds := s0, ds0
 		if !known {
 			s, ds = 0, 0
@@ -230,7 +241,7 @@ func jumpPrice(ms []chanModel, target, la, lb, last, r0, s0, ds0 float64, cands 
 			tr = t
 		}
 		if math.Abs(s-target) <= tol {
-			return lam
+			return math.Exp(t)
 		}
 		// Newton on ln S: power-law spends make it nearly straight in ln λ
 		next := math.NaN()

@@ -39,6 +39,13 @@ type problem struct {
 	budgetKPI, lastTotals []float64
 
 	ws *scratch // the solve's working memory (nil: allocate)
+
+	// lastResp: the plan objective last evaluated and each channel's primary response
+	// there (see respAt)
+	lastResp struct {
+		x, f []float64
+		ok   bool
+	}
 }
 
 type row struct {
@@ -78,16 +85,43 @@ func (p *problem) concave() bool {
 
 // objective evaluates the true objective at x.
 func (p *problem) objective(x []float64) float64 {
+	keep := p.ws != nil && p.w[0] != 0 // keep the primary KPI's responses for evaluate
+	if keep {
+		if len(p.lastResp.x) != len(x) {
+			p.lastResp.x, p.lastResp.f = p.ws.floats(len(x)), p.ws.floats(len(x))
+		}
+		copy(p.lastResp.x, x)
+	}
 	v := 0.0
 	for i := range x {
 		for k, t := range p.terms[i] {
 			if t != nil && p.w[k] != 0 {
-				v += p.w[k] * t.val(x[i])
+				f := t.val(x[i])
+				if k == 0 && keep {
+					p.lastResp.f[i] = f
+				}
+				v += p.w[k] * f
 			}
 		}
 		v -= p.cost * x[i]
 	}
+	p.lastResp.ok = keep
 	return v
+}
+
+// respAt is the primary KPI's response of each channel at x, when objective computed
+// them last (nil otherwise): the same calls on the same spends, so the same bits.
+func (p *problem) respAt(x []float64) []float64 {
+	c := &p.lastResp
+	if !c.ok || len(c.x) != len(x) {
+		return nil
+	}
+	for i, v := range x {
+		if c.x[i] != v {
+			return nil
+		}
+	}
+	return c.f
 }
 
 // kpiValue is Σ_i f_ik(x_i), without the baseline.

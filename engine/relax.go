@@ -460,9 +460,10 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 					}
 				}
 				next = last * math.Exp(dt)
-				if math.Abs(sl-target) > 1e-3*target {
+				if math.Abs(sl-target) > 0.15*target {
 					// far from the answer, channels entering or leaving their boxes
-					// matter: let the channels' own model refine the step
+					// matter: let the channels' own model refine the step (nearer, the
+					// step above does as well for less)
 					if ms == nil {
 						ms = p.ws.models(n)
 					}
@@ -581,7 +582,7 @@ func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk [
 	if j := sort.SearchFloat64s(brk, lo); j < len(brk) && brk[j] <= hi {
 		return nil, false
 	}
-	x := make([]float64, len(xl))
+	x := r.p.ws.floats(len(xl)) // (the solve's memory: no plan outlives it)
 	s := 0.0
 	flat, flatD2 := -1, 0.0 // the interior channel with the least curvature
 	for i, v := range xl {
@@ -638,7 +639,7 @@ func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk [
 // blend returns the point on the segment from lo (sum slo) to hi (sum shi) whose sum is
 // target, with the last rounding error absorbed by one channel that has room.
 func (r *relax) blend(lo, hi []float64, slo, shi, target float64) []float64 {
-	x := make([]float64, len(lo))
+	x := r.p.ws.floats(len(lo))
 	theta := 0.0
 	if shi > slo {
 		theta = (target - slo) / (shi - slo)

@@ -457,7 +457,7 @@ func (s *session) finish(res Result, out solved) Result {
 	if out.x == nil {
 		return res
 	}
-	ev := p.evaluate(out.x, s)
+	ev := p.evaluate(out.x, s) // (a value: only its maps are kept)
 	res.Allocation = make(map[string]float64, p.n())
 	for i, name := range p.names {
 		res.Allocation[name] = out.x[i]
@@ -465,14 +465,18 @@ func (s *session) finish(res Result, out solved) Result {
 	res.TotalSpend = ev.TotalSpend
 	res.Expected = ev.Expected
 	res.Channels = ev.Channels
-	cert := &Certificate{Objective: out.objective}
-	b := out.bound
+	// the certificate and its bound in one allocation
+	blk := &struct {
+		cert Certificate
+		b    float64
+	}{cert: Certificate{Objective: out.objective}, b: out.bound}
+	cert, b := &blk.cert, &blk.b
 	if out.lowerBound {
-		cert.LowerBound = &b
-		cert.Gap = (out.objective - b) / math.Max(math.Abs(out.objective), 1e-300)
+		cert.LowerBound = b
+		cert.Gap = (out.objective - *b) / math.Max(math.Abs(out.objective), 1e-300)
 	} else {
-		cert.UpperBound = &b
-		cert.Gap = (b - out.objective) / math.Max(math.Abs(out.objective), 1e-300)
+		cert.UpperBound = b
+		cert.Gap = (*b - out.objective) / math.Max(math.Abs(out.objective), 1e-300)
 	}
 	cert.Gap = math.Max(cert.Gap, 0)
 	res.Certificate = cert
@@ -498,7 +502,7 @@ func (s *session) atBound(i int, x float64) string {
 // values (baselines excluded) are left in p.lastTotals.
 func (p *problem) totals(x []float64) *Evaluation {
 	ev := &Evaluation{Expected: make(map[string]float64, len(p.kpiNames))}
-	p.lastTotals = make([]float64, len(p.kpiNames))
+	p.lastTotals = p.ws.floats(len(p.kpiNames)) // read only during the solve
 	for k, name := range p.kpiNames {
 		p.lastTotals[k] = p.kpiValue(k, x)
 		ev.Expected[name] = p.baseline[k] + p.lastTotals[k]
@@ -530,14 +534,19 @@ func (p *problem) budgetObjective() float64 {
 
 // evaluate computes a plan's spend and KPIs, and each channel's response, ROI and
 // marginal ROI; with a session, also which bound each channel is at.
-func (p *problem) evaluate(x []float64, s *session) *Evaluation {
-	ev := &Evaluation{Expected: make(map[string]float64, len(p.kpiNames)), Channels: make(map[string]ChannelResult, p.n())}
+func (p *problem) evaluate(x []float64, s *session) Evaluation {
+	ev := Evaluation{Expected: make(map[string]float64, len(p.kpiNames)), Channels: make(map[string]ChannelResult, p.n())}
 	// one allocation backs every ROI and MROI, and the primary KPI's responses
 	ratios := make([]float64, 4*len(x))
 	resp, d1s := ratios[2*len(x):3*len(x)], ratios[3*len(x):]
+	known := p.respAt(x) // the responses, where the objective was just computed at x
 	for i := range x {
 		if t := p.terms[i][0]; t != nil {
-			resp[i], d1s[i] = t.vd1(x[i]) // one power for Hill curves
+			if known != nil && t.kind != kindHill {
+				resp[i], d1s[i] = known[i], t.d1(x[i])
+			} else {
+				resp[i], d1s[i] = t.vd1(x[i]) // one power for Hill curves
+			}
 		}
 	}
 	for k, name := range p.kpiNames {

@@ -41,7 +41,7 @@ func (pm *Prepared) Evaluate(allocations []map[string]float64) ([]Evaluation, er
 			}
 			x[i] = v
 		}
-		out[a] = *p.evaluate(x, nil)
+		out[a] = p.evaluate(x, nil)
 	}
 	if len(bad) > 0 {
 		return nil, bad
