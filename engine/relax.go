@@ -540,23 +540,23 @@ func (r *relax) lambdaSolve(coef []float64) (x []float64, ub float64, evals int,
 // the last ones, is below 2e-17 of it — so that the error left is below rounding. It
 // declines (false) otherwise, and where S(λ) is not smooth near lam: a channel on a linear
 // piece, a breakpoint of some envelope between the two prices, or a channel that would
-// leave its box. The dual bound stays the one at lam, where the maximisers are exact.
+// leave its box. The dual bound stays the one at lam, where the maximisers are exact; so
+// that it stays within ~1e-11 of the optimum, sl must be within 4e-6 of the target.
 func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk []float64) ([]float64, bool) {
-	if sl != sh || !(dS < 0) || math.IsInf(dS, -1) || !(math.Abs(sl-target) <= 1e-4*target) {
+	// The dual bound is the one at lam: it exceeds the optimum by about
+	// ½·(target − sl)²/|dS|, which at 4e-6 of the target is ~1e-11 of the objective.
+	if sl != sh || !(dS < 0) || math.IsInf(dS, -1) || !(math.Abs(sl-target) <= 4e-6*target) {
 		return nil, false
 	}
 	// Σ_i dx_i = dS·dl + B·dl² + C·dl³ with B = −Σ G‴_i/(2·G″_i³) and
 	// C = Σ (3·G‴_i² − G″_i·G⁗_i)/(6·G″_i⁵), over the terms known
 	B, C := 0.0, 0.0
-	third := true
 	for i, v := range xl {
 		if v > r.lo[i] && v < r.hi[i] {
 			d2, d3, d4 := r.cs[i].d2, r.cs[i].d3, r.cs[i].d4
 			switch {
 			case math.IsNaN(d3):
-				third = false
 			case math.IsNaN(d4):
-				third = false
 				B -= d3 / (2 * d2 * d2 * d2)
 			default:
 				d22 := d2 * d2
@@ -564,9 +564,6 @@ func (r *relax) tangentStep(xl []float64, lam, sl, sh, target, dS float64, brk [
 				C += (3*d3*d3 - d2*d4) / (6 * d22 * d22 * d2)
 			}
 		}
-	}
-	if !third && !(math.Abs(sl-target) <= 4e-6*target) {
-		return nil, false
 	}
 	dl := (target - sl) / dS
 	if B != 0 || C != 0 {
