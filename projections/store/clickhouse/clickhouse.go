@@ -18,6 +18,11 @@
 // doubling) with a new batch rebuilt from the kept column slices. Errors that retrying
 // cannot fix (syntax, unknown table or column, type mismatch, a cancelled context) are
 // returned at once.
+//
+// Batches with More (a replay) are held instead: each table's rows go as a block of
+// an INSERT kept open across Applies, ended before the checkpoint by the next Apply
+// without More (see heldInsert). Those are not retried here: a failure drops the held
+// rows, and the caller re-applies from the stored checkpoint.
 package clickhouse
 
 import (
