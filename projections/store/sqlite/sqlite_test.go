@@ -236,6 +236,33 @@ func TestOpenBuildThenOpen(t *testing.T) {
 	}
 }
 
+// A closed store refuses writes with an error.
+func TestClosedStore(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "atlas.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, store.Batch{Allocations: []store.Allocation{{RequestID: "r", Channel: "tv"}}}); err == nil {
+		t.Error("Apply after Close succeeded")
+	}
+	if err := s.SetGeneration(ctx, store.Generation{Name: "g"}); err == nil {
+		t.Error("SetGeneration after Close succeeded")
+	}
+	if err := s.Migrate(ctx); err == nil {
+		t.Error("Migrate after Close succeeded")
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
 func journalMode(t *testing.T, s *Store) string {
 	t.Helper()
 	var mode string

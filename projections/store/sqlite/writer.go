@@ -101,8 +101,14 @@ func (w *writer) busyTimeout(ms int32) error {
 	return nil
 }
 
+// errClosed is returned by a closed writer.
+var errClosed = errors.New("sqlite: the store is closed")
+
 // exec runs SQL text of one or more statements without parameters, rows discarded.
 func (w *writer) exec(query string) error {
+	if w.db == 0 {
+		return errClosed
+	}
 	z, err := libc.CString(query)
 	if err != nil {
 		return err
@@ -117,7 +123,7 @@ func (w *writer) exec(query string) error {
 // rollback ends the transaction, if there still is one (SQLite ends it itself on some
 // errors).
 func (w *writer) rollback() {
-	if sqlite3.Xsqlite3_get_autocommit(w.tls, w.db) == 0 {
+	if w.db != 0 && sqlite3.Xsqlite3_get_autocommit(w.tls, w.db) == 0 {
 		_ = w.exec("ROLLBACK")
 	}
 }
@@ -125,6 +131,9 @@ func (w *writer) rollback() {
 // prepare returns the statement of query, an INSERT of one row, made an INSERT of
 // rows rows (see multiRow), prepared on first use and kept.
 func (w *writer) prepare(query string, rows int) (uintptr, error) {
+	if w.db == 0 {
+		return 0, errClosed
+	}
 	key := stmtKey{query, rows}
 	if st, ok := w.stmts[key]; ok {
 		return st, nil
