@@ -733,6 +733,26 @@ func pow(x, y float64) float64 {
 		a1 = math.Exp(yf * math.Log(x))
 	}
 	ae := 0
+	if yi != 0 && yi <= 16 {
+		// x^yi by the same squarings and products as below, on x itself rather than its
+		// mantissa: they differ from those only by exact powers of two, so the bits are the
+		// same, as long as every intermediate stays a normal number — which x's binary
+		// exponent bounds (|e|·2·yi ≤ 960).
+		e := int(math.Float64bits(x)>>52&0x7ff) - 1023
+		if e != -1023 && (e < 0 && -e*int(yi) <= 480 || e >= 0 && e*int(yi) <= 480) {
+			p := x
+			for i := int64(yi); i != 0; i >>= 1 {
+				if i&1 == 1 {
+					a1 *= p
+				}
+				p *= p
+			}
+			if y < 0 {
+				a1 = 1 / a1
+			}
+			return a1
+		}
+	}
 	if yi != 0 {
 		x1, xe := math.Frexp(x)
 		for i := int64(yi); i != 0; i >>= 1 {

@@ -39,6 +39,18 @@ func TestPowMatchesMathPow(t *testing.T) {
 		}
 		check(x, y)
 	}
+	// pow's short path (small integer parts, moderate exponents) at its edges
+	for n := 0; n < 200_000; n++ {
+		yi := 1 + rng.Intn(16)
+		y := float64(yi) + rng.Float64() - 0.5
+		e := 480/yi + rng.Intn(5) - 2
+		if n%2 == 0 {
+			e = -e
+		}
+		x := math.Ldexp(0.5+rng.Float64()/2, e)
+		check(x, y)
+		check(x, -y)
+	}
 }
 
 // vd12 must give val, d1 and d2's own bits.
