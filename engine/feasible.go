@@ -57,6 +57,53 @@ func linearFeasible(p *problem, lo, hi []float64) bool {
 	return ok
 }
 
+// feasibleWitness reports whether the plan x settles linearFeasible's question without
+// the simplex: linearFeasible accepts the constraints when its phase-one optimum (the
+// constraints' violations summed in units of the largest bound, after raising every
+// channel to its minimum) is at most 1e-9, and x's own violations, so measured, are at
+// most a tenth of that.
+func (p *problem) feasibleWitness(x, lo, hi []float64) bool {
+	if len(x) != len(lo) {
+		return false
+	}
+	scale, viol := 1.0, 0.0
+	bound := func(v float64) {
+		if finite(v) {
+			scale = max(scale, math.Abs(v))
+		}
+	}
+	xs := p.ws.floats(len(x))
+	sum := 0.0
+	for i, v := range x {
+		if lo[i] > 0 {
+			bound(lo[i])
+		}
+		v = max(v, lo[i]) // the simplex's variables start at the minimums
+		if !math.IsInf(hi[i], 1) {
+			bound(hi[i])
+			viol += max(0, v-hi[i])
+		}
+		xs[i] = v
+		sum += v
+	}
+	if !(viol >= 0) {
+		return false // NaN
+	}
+	if p.tlo > 0 || !math.IsInf(p.thi, 1) {
+		bound(p.tlo)
+		bound(p.thi)
+		viol += max(0, p.tlo-sum, sum-p.thi)
+	}
+	for k := range p.rows {
+		rw := &p.rows[k]
+		bound(rw.lo)
+		bound(rw.hi)
+		v := rw.eval(xs)
+		viol += max(0, rw.lo-v, v-rw.hi)
+	}
+	return viol <= 1e-10*scale
+}
+
 // linearFeasiblePoint also returns such a point (a vertex), when one is found.
 func linearFeasiblePoint(p *problem, lo, hi []float64) ([]float64, bool) {
 	cs := p.linCons(lo, hi)

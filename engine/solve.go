@@ -77,10 +77,23 @@ func (pm *Prepared) Solve(req *Request) (res Result) {
 	res.Current = p.totals(p.budget) // the current plan's totals are enough next to the new plan
 	p.budgetKPI = p.lastTotals       // kept: the budget's objective is the same sum for max_kpi
 
-	if msg := s.infeasibleLinear(); msg != "" {
+	infeasible := func(msg string) Result {
 		res.Status = StatusInfeasible
 		res.Messages = append(res.Messages, msg)
 		return res
+	}
+	// Whether the coupling rows (groups, ratios, shares) admit a plan in the boxes takes
+	// a simplex to decide. For max_kpi and weighted it is decided after the solve, and
+	// only when the solve's plan is no witness (feasibleWitness): the answer is the same
+	// (the solve does not depend on it, and an infeasible request gets the same result as
+	// before it), and a coupled solve is about a third cheaper.
+	deferRows := (objType == ObjMaxKPI || objType == ObjWeighted) && len(p.rows) > 0
+	if msg := s.infeasibleLinear(!deferRows); msg != "" {
+		return infeasible(msg)
+	}
+	rowsInfeasible := func() string {
+		copy(p.hi, s.origHi) // the boxes as the check before the solve saw them
+		return s.infeasibleLinear(true)
 	}
 	var out solved
 	switch objType {
@@ -90,9 +103,21 @@ func (pm *Prepared) Solve(req *Request) (res Result) {
 		out = s.targetROI(*req.Objective.ROI)
 	default:
 		if msg := p.capSpend(); msg != "" {
+			if deferRows {
+				if m := rowsInfeasible(); m != "" {
+					return infeasible(m)
+				}
+			}
 			return invalid(res, FieldErrors{{Field: "constraints.total", Message: msg}})
 		}
 		out = s.maximise(p)
+		if deferRows && (out.x == nil || !p.feasibleWitness(out.x, p.lo, s.origHi)) {
+			hi := append([]float64(nil), p.hi...)
+			if m := rowsInfeasible(); m != "" {
+				return infeasible(m)
+			}
+			copy(p.hi, hi)
+		}
 	}
 	return s.finish(res, out)
 }
@@ -131,7 +156,10 @@ type solved struct {
 // exhausted reports whether the request's node budget is spent.
 func (s *session) exhausted() bool { return s.nodes >= s.maxNodes }
 
-func (s *session) infeasibleLinear() string {
+// infeasibleLinear explains why no plan meets the linear constraints, or returns "";
+// without rows, it leaves the coupling rows to the caller (only the boxes and the total
+// are checked).
+func (s *session) infeasibleLinear(rows bool) string {
 	p := s.p
 	sumLo, sumHi := 0.0, 0.0
 	for i := range p.names {
@@ -144,7 +172,8 @@ func (s *session) infeasibleLinear() string {
 	if sumLo > p.thi*(1+1e-12) || sumHi < p.tlo*(1-1e-12) {
 		return p.explainInfeasible()
 	}
-	if len(p.rows) > 0 && !linearFeasible(p, p.lo, p.hi) {
+	// The current plan, when it is a witness (feasibleWitness), spares the simplex.
+	if rows && len(p.rows) > 0 && !p.feasibleWitness(p.budget, p.lo, p.hi) && !linearFeasible(p, p.lo, p.hi) {
 		return p.explainInfeasible()
 	}
 	return ""
