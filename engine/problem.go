@@ -139,12 +139,12 @@ func (p *problem) kpiValue(k int, x []float64) float64 {
 func (p *problem) feasible(x []float64, tol float64) bool {
 	sum := 0.0
 	for i, v := range x {
-		if v < p.lo[i]-tol*math.Max(1, p.lo[i]) || v > p.hi[i]+tol*math.Max(1, p.hi[i]) {
+		if v < p.lo[i]-tol*max(1, p.lo[i]) || v > p.hi[i]+tol*max(1, p.hi[i]) {
 			return false
 		}
 		sum += v
 	}
-	scale := math.Max(1, sum)
+	scale := max(1, sum)
 	if sum < p.tlo-tol*scale || sum > p.thi+tol*scale {
 		return false
 	}
@@ -155,7 +155,7 @@ func (p *problem) feasible(x []float64, tol float64) bool {
 		}
 	}
 	for _, f := range p.floors {
-		if p.kpiValue(f.kpi, x) < f.rhs-tol*math.Max(1, math.Abs(f.rhs)) {
+		if p.kpiValue(f.kpi, x) < f.rhs-tol*max(1, math.Abs(f.rhs)) {
 			return false
 		}
 	}

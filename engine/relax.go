@@ -190,13 +190,20 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 		}
 		e := &r.env[i][single]
 		l := lam / coef[single]
-		// Warm start: a prediction from the last answer along the maximiser's path,
-		// x + Δλ/G″ − Δλ²·G‴/(2·G″³) (to first order where G‴ is not known).
-		hint := cs.x
-		if cs.d2 == 0 {
-			hint = 0 // the last answer was clamped to the box: it says little about this one
+		if l <= 0 && e.h == nil && e.t.beta != 0 && e.t.kind != kindLinear && !(e.t.kind == kindPower && e.t.alpha == 1) &&
+			(e.z <= e.a || e.m > l) {
+			// at no price (the search's first, for max_kpi) a rising curve spends its
+			// box's maximum: what the general path below finds, and leaves, without the
+			// inverse slope's call chain
+			cs.x, cs.lam, cs.d2, cs.ux = b, lam, 0, 0
+			return b, b
 		}
-		if d2 := cs.d2; hint > 0 && d2 < 0 {
+		// Warm start (for the curves whose inverse slope iterates: Hill with α ≠ 1): a
+		// prediction from the last answer along the maximiser's path,
+		// x + Δλ/G″ − Δλ²·G‴/(2·G″³) (to first order where G‴ is not known).
+		hint := 0.0 // (0 also where the last answer was clamped to the box: it says little)
+		if d2 := cs.d2; d2 < 0 && cs.x > 0 && e.t.kind == kindHill && e.t.alpha != 1 {
+			hint = cs.x
 			dl := lam - cs.lam
 			step := dl / d2
 			if d3 := d3prev; !math.IsNaN(d3) {

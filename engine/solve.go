@@ -213,7 +213,7 @@ func (p *problem) objConst() float64 {
 // boundSlack widens a computed bound by a few rounding errors of its own size, so that
 // floating point can never make it unsound.
 func boundSlack(ub, scale float64) float64 {
-	return ub + 1e-13*math.Max(math.Abs(ub), scale)
+	return ub + 1e-13*max(math.Abs(ub), scale)
 }
 
 func (s *session) maximise(p *problem) solved {
@@ -222,7 +222,7 @@ func (s *session) maximise(p *problem) solved {
 		return solved{status: StatusInfeasible, messages: []string{s.floorMessage(p)}}
 	}
 	scale := p.gapScale(out.x, out.value)
-	ub := boundSlack(math.Max(out.ub, out.value), scale)
+	ub := boundSlack(max(out.ub, out.value), scale)
 	if p.point() {
 		ub = out.value // the only plan there is: its value is the bound
 	}
@@ -285,7 +285,7 @@ func (s *session) minSpend() solved {
 		q.w = make([]float64, len(p.w))
 		q.w[main.kpi] = 1
 		q.cost = 0
-		q.thi = math.Min(S, p.thi)
+		q.thi = min(S, p.thi)
 		q.hi = append([]float64(nil), s.origHi...)
 		return &q
 	}
@@ -317,7 +317,7 @@ func (s *session) minSpend() solved {
 	for _, v := range p.lo {
 		sumLo += v
 	}
-	lo := math.Max(p.tlo, sumLo)
+	lo := max(p.tlo, sumLo)
 	proven := 0.0 // largest spend proven insufficient
 	if pr := try(lo); pr.reach {
 		return s.minSpendResult(pr.x, lo)
@@ -326,7 +326,7 @@ func (s *session) minSpend() solved {
 	}
 	hi := p.thi
 	if math.IsInf(hi, 1) {
-		hi = math.Max(2*lo, 1)
+		hi = max(2*lo, 1)
 	}
 	var best probe
 	for {
@@ -374,10 +374,10 @@ func (s *session) minSpend() solved {
 func (s *session) minSpendResult(x []float64, proven float64) solved {
 	spend := sum(x)
 	st := StatusFeasible
-	if spend-proven <= s.gap*math.Max(spend, 1e-300) {
+	if spend-proven <= s.gap*max(spend, 1e-300) {
 		st = StatusOptimal
 	}
-	return solved{x: x, status: st, objective: spend, bound: math.Min(proven, spend), lowerBound: true}
+	return solved{x: x, status: st, objective: spend, bound: min(proven, spend), lowerBound: true}
 }
 
 // targetROI finds the largest spend at which the optimally allocated incremental KPI per
@@ -398,15 +398,15 @@ func (s *session) targetROI(roi float64) solved {
 			sup += t.sup()
 		}
 	}
-	top := math.Min(math.Min(p.thi, sumHi), sup/roi)
+	top := min(min(p.thi, sumHi), sup/roi)
 	for _, f := range []float64{0.5, 0.9, 0.99} {
-		top = math.Min(top, p.roiCap(k, f*roi, roi))
+		top = min(top, p.roiCap(k, f*roi, roi))
 	}
 	if math.IsInf(top, 1) {
 		return solved{status: StatusInvalid, errors: FieldErrors{{Field: "constraints.total",
 			Message: fmt.Sprintf("spend is unbounded: some channel returns at least %g per unit however much is spent; give constraints.total a max", roi)}}}
 	}
-	bot := math.Max(p.tlo, sumLo)
+	bot := max(p.tlo, sumLo)
 	if top < bot {
 		top = bot
 	}
@@ -449,7 +449,7 @@ func (s *session) targetROI(roi float64) solved {
 		}
 	}
 	scale := bestQ.gapScale(bestOut.x, bestOut.value)
-	ub := boundSlack(math.Max(bestOut.ub, bestOut.value), scale)
+	ub := boundSlack(max(bestOut.ub, bestOut.value), scale)
 	if bestQ.point() {
 		ub = bestOut.value
 	}
@@ -502,12 +502,12 @@ func (s *session) finish(res Result, out solved) Result {
 	cert, b := &blk.cert, &blk.b
 	if out.lowerBound {
 		cert.LowerBound = b
-		cert.Gap = (out.objective - *b) / math.Max(math.Abs(out.objective), 1e-300)
+		cert.Gap = (out.objective - *b) / max(math.Abs(out.objective), 1e-300)
 	} else {
 		cert.UpperBound = b
-		cert.Gap = (*b - out.objective) / math.Max(math.Abs(out.objective), 1e-300)
+		cert.Gap = (*b - out.objective) / max(math.Abs(out.objective), 1e-300)
 	}
-	cert.Gap = math.Max(cert.Gap, 0)
+	cert.Gap = max(cert.Gap, 0)
 	res.Certificate = cert
 	return res
 }
@@ -515,7 +515,7 @@ func (s *session) finish(res Result, out solved) Result {
 func (s *session) atBound(i int, x float64) string {
 	p := s.p
 	lo, hi := p.lo[i], s.origHi[i]
-	tol := 1e-9 * math.Max(1, math.Max(math.Abs(lo), math.Abs(x)))
+	tol := 1e-9 * max(1, max(math.Abs(lo), math.Abs(x)))
 	switch {
 	case hi-lo <= tol:
 		return "fixed"
@@ -627,12 +627,12 @@ func (p *problem) roiCap(k int, lam, roi float64) float64 {
 		best := t.val(lo) - lam*lo
 		try := func(x float64) {
 			if x >= lo && x <= hi && finite(x) {
-				best = math.Max(best, t.val(x)-lam*x)
+				best = max(best, t.val(x)-lam*x)
 			}
 		}
 		switch {
 		case t.kind == kindLinear || (t.kind == kindPower && t.alpha >= 1):
-			if t.d1(math.Max(lo, 1)) > lam || t.kind == kindPower && t.alpha > 1 {
+			if t.d1(max(lo, 1)) > lam || t.kind == kindPower && t.alpha > 1 {
 				if math.IsInf(hi, 1) {
 					return math.Inf(1)
 				}
@@ -651,7 +651,7 @@ func (p *problem) roiCap(k int, lam, roi float64) float64 {
 				}
 				x = hi
 			}
-			try(math.Min(x, hi))
+			try(min(x, hi))
 		}
 		c += best
 	}
