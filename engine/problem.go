@@ -242,7 +242,8 @@ func compileWith(pm *Prepared, req *Request, ws *scratch) (*problem, FieldErrors
 	var errs FieldErrors
 	add := func(field, format string, args ...any) { errs = append(errs, fieldErr(field, format, args...)) }
 
-	p := &problem{index: pm.index, names: pm.names, kpiNames: pm.kpiNames, baseline: pm.baseline, terms: pm.terms, ws: ws}
+	p := ws.problem()
+	*p = problem{index: pm.index, names: pm.names, kpiNames: pm.kpiNames, baseline: pm.baseline, terms: pm.terms, ws: ws}
 	known := func(field, name string) (int, bool) {
 		i, ok := p.index[name]
 		if !ok {

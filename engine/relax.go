@@ -50,7 +50,8 @@ func (r *relax) child(lo, hi []float64, changed ...int) *relax {
 }
 
 func newRelax(p *problem, lo, hi []float64) *relax {
-	r := &relax{p: p, lo: lo, hi: hi, used: make([]bool, len(p.kpiNames))}
+	r := p.ws.relax()
+	*r = relax{p: p, lo: lo, hi: hi, used: p.ws.bools(len(p.kpiNames))}
 	for k := range p.kpiNames {
 		r.used[k] = p.w[k] != 0
 	}

@@ -26,6 +26,12 @@ type scratch struct {
 	mOff  int
 	cst   []chanState // carved by chanStates
 	cOff  int
+	bl    []bool // carved by bools
+	bOff  int
+	prob  []problem // carved by problem
+	pOff  int
+	rel   []relax // carved by relax
+	xOff  int
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -36,7 +42,7 @@ const maxScratch = 1 << 17
 func getScratch() *scratch { return scratchPool.Get().(*scratch) }
 
 func putScratch(w *scratch) {
-	w.fOff, w.sOff, w.lOff, w.eOff, w.rOff, w.mOff, w.cOff = 0, 0, 0, 0, 0, 0, 0
+	w.fOff, w.sOff, w.lOff, w.eOff, w.rOff, w.mOff, w.cOff, w.bOff, w.pOff, w.xOff = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 	if cap(w.f) > maxScratch || cap(w.price) > maxScratch || cap(w.env) > maxScratch || cap(w.cms) > maxScratch || cap(w.mem) > maxScratch || cap(w.cst) > maxScratch {
 		return // a very large problem's memory is not worth keeping
 	}
@@ -140,4 +146,28 @@ func (w *scratch) chanStates(n int) []chanState {
 		return make([]chanState, n)
 	}
 	return carve(&w.cst, &w.cOff, n)
+}
+
+// bools returns n false values.
+func (w *scratch) bools(n int) []bool {
+	if w == nil {
+		return make([]bool, n)
+	}
+	return carve(&w.bl, &w.bOff, n)
+}
+
+// problem returns a zero problem that lives as long as the solve.
+func (w *scratch) problem() *problem {
+	if w == nil {
+		return new(problem)
+	}
+	return &carve(&w.prob, &w.pOff, 1)[0]
+}
+
+// relax returns a zero relaxation that lives as long as the solve.
+func (w *scratch) relax() *relax {
+	if w == nil {
+		return new(relax)
+	}
+	return &carve(&w.rel, &w.xOff, 1)[0]
 }
