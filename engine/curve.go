@@ -452,13 +452,21 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2, d3 float64, ok bool) {
 	if hintY > 0 && !math.IsInf(hintY, 1) {
 		u = math.Log(hintY / t.kappa)
 	} else {
-		// the large-spend asymptote f'(y) ≈ (βα/κ)·(y/κ)^(−α−1), or below the knee
-		// (α < 1) (y/κ)^(α−1)
+		// Near the knee φ(u) = φ(0) − u − α²u²/4 + O(α⁴u⁴/96) (φ‴(0) = 0), whose root
+		// is within ~1e-3 of φ's for |u| ≤ 1/2; further out, the large-spend asymptote
+		// f'(y) ≈ (βα/κ)·(y/κ)^(−α−1), or below the knee (α < 1) (y/κ)^(α−1).
 		lnK := math.Log(K)
-		u = 2 * lnK / (a + 1)
-		if a < 1 && u > 0 {
-			if w := -2 * lnK / (a - 1); w < 0 {
-				u = w
+		phi0 := 2*lnK - 2*math.Ln2
+		u = math.Inf(1)
+		if d := 1 + a*a*phi0; d >= 0 {
+			u = 2 * phi0 / (1 + math.Sqrt(d))
+		}
+		if !(math.Abs(u) <= 0.75) || u <= lo {
+			u = 2 * lnK / (a + 1)
+			if a < 1 && u > 0 {
+				if w := -2 * lnK / (a - 1); w < 0 {
+					u = w
+				}
 			}
 		}
 	}
