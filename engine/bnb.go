@@ -3,6 +3,7 @@ package engine
 import (
 	"container/heap"
 	"math"
+	"strings"
 )
 
 // outcome is what the core solver found for one problem.
@@ -30,20 +31,21 @@ func solveRelax(in *relax) (r *relax, x []float64, ub float64, iters int, ok boo
 	p, lo, hi := r.p, r.lo, r.hi
 	if len(p.rows) == 0 && len(p.floors) == 0 {
 		x, ub, iters, ok = r.lambdaSolve(p.w)
+		r.cert = nil // the price search's: r.lam on every channel
 		return
 	}
 	res := r.ipmSolve()
-	ub = r.dualBound(&res)
+	ub, r.cert = r.dualBound(&res)
 	x = r.polish(&res)
-	if b := r.activeBound(x); b < ub && b >= p.objective(x)-1e-9*math.Abs(p.objective(x)) {
-		ub = b
+	if b, c := r.activeBound(x); b < ub && b >= p.objective(x)-1e-9*math.Abs(p.objective(x)) {
+		ub, r.cert = b, c
 	}
 	// The exact finish: an active-set Newton method from the interior-point answer.
-	if rx, rb, ok := r.refine(x, &res); ok && p.feasibleLinear(rx, lo, hi, 1e-12) && p.floorsHold(r, rx) {
+	if rx, rb, c, ok := r.refine(x, &res); ok && p.feasibleLinear(rx, lo, hi, 1e-12) && p.floorsHold(r, rx) {
 		if rv := p.relaxObjective(r, rx); rv >= p.relaxObjective(r, x)-1e-12*math.Abs(rv) {
 			x = rx
-			if rb >= rv-1e-12*math.Abs(rv) {
-				ub = math.Min(ub, rb)
+			if rb >= rv-1e-12*math.Abs(rv) && rb < ub {
+				ub, r.cert = rb, c
 			}
 		}
 	}
@@ -117,19 +119,20 @@ func (q *nodeQueue) Pop() any {
 // solveCore maximises the problem's objective to within gapTol, by the relaxation alone
 // when the problem is concave and by best-first branch and bound on the channels whose
 // envelope is not tight otherwise (Udell & Boyd, "Maximizing a Sum of Sigmoids").
-func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
-	out := outcome{value: math.Inf(-1), ub: math.Inf(1), algorithm: "lagrangian-price-search"}
+//
+// When the search leaves the gap open — it finished without closing it, or it is near
+// the end of its budget and far from closing it — the root box is narrowed to the plans
+// that can beat the best plan found (see narrow), and a second search runs there. Wide
+// boxes, such as spend caps that constraints push far past the price points of
+// target_mroi, are where the relaxation's bound degrades (the interior-point method's
+// scaling and the S-curve envelopes both follow the box). The last few nodes of the
+// budget are kept for that. The first search runs exactly as it would alone until then,
+// so an answer it certifies is unchanged, and it resumes where the box does not narrow.
+func solveCore(p *problem, gapTol float64, maxNodes int, narrow bool) outcome {
+	sr := &search{p: p, gapTol: gapTol, out: outcome{value: math.Inf(-1), ub: math.Inf(1), algorithm: "lagrangian-price-search"}}
+	out := &sr.out
 	if len(p.rows) > 0 || len(p.floors) > 0 {
 		out.algorithm = "interior-point"
-	}
-	floorTol := 1e-9
-	consider := func(x []float64) {
-		if x == nil || !p.feasible(x, floorTol) {
-			return
-		}
-		if v := p.objective(x); v > out.value {
-			out.value, out.x = v, x
-		}
 	}
 	r, x, ub, it, ok := relaxSolve(p, p.lo, p.hi)
 	out.iters += it
@@ -137,60 +140,197 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 	if !ok {
 		out.ub = math.Inf(-1)
 		out.complete = true
-		return out
+		return *out
 	}
 	out.ub = ub
-	consider(x)
-	gapOK := func(bound float64) bool {
-		return bound-out.value <= gapTol*p.gapScale(out.x, out.value)
+	sr.consider(x)
+	reserve := 0
+	if narrow && !p.concave() { // a concave problem's search ends at the root unless it has kinks
+		reserve = min(maxNodes/10, narrowReserve)
 	}
-	if p.concave() && (out.x == nil || gapOK(ub) || !p.hasKinks()) {
-		out.complete = true
-		return out
+	first := sr.plant(r, x, ub)
+	sr.grow(first, maxNodes-reserve)
+	t := first
+	far := out.x != nil && out.ub-out.value > 10*gapTol*p.gapScale(out.x, out.value)
+	if narrow && out.x != nil && !sr.certified() && (first.closed || far) {
+		for restart := 0; restart < 3 && out.nodes < maxNodes; restart++ {
+			gap := out.ub - out.value
+			r, x, ub, narrowed := sr.narrow(t.root, t.x, t.rootUB, maxNodes)
+			if !narrowed || sr.certified() {
+				break
+			}
+			if t == first && !first.closed && out.ub-out.value > gap/2 {
+				// The narrowed root did not halve the gap: the first search, further
+				// along, keeps the nodes left.
+				break
+			}
+			// Search the narrowed box, and start over from a narrower one when a plan
+			// halves the distance to its bound.
+			t = sr.plant(r, x, ub)
+			start := out.value
+			halfway := func() bool { return out.value-start > (ub-start)/2 }
+			sr.stop = halfway
+			sr.grow(t, maxNodes)
+			sr.stop = nil
+			if !halfway() {
+				break
+			}
+		}
 	}
-	out.algorithm = "branch-and-bound/" + out.algorithm
-	consider(p.roundBridges(r, x, &out))
-	if out.x != nil && gapOK(ub) {
-		out.complete = true
-		return out
-	}
+	sr.grow(t, maxNodes) // whatever search is open goes on with what is left
+	out.complete = first.closed || t.closed || sr.certified()
+	return *out
+}
 
-	q := &nodeQueue{}
-	nextID := 0
-	push := func(parent *relax, split int, lo, hi []float64, ub float64) {
-		nextID++
-		heap.Push(q, &bnbNode{lo: lo, hi: hi, ub: ub, id: nextID, parent: parent, split: split})
-	}
-	prunedUB := math.Inf(-1)
-	branch := func(r *relax, x []float64, ub float64) bool {
-		lo, hi := r.lo, r.hi
-		j, at := -1, 0.0
-		if x != nil {
-			j, at = p.branchChannel(r, x)
-		} else {
-			j, at = p.bridgeSplit(r)
+// narrowRounds bounds the relaxations narrow solves in a row; narrowReserve is the
+// part of the node budget the first search leaves for narrowing and searching the
+// narrowed box (at most a tenth).
+const (
+	narrowRounds  = 4
+	narrowReserve = 12
+)
+
+// narrow shrinks the box of the root relaxation r (point x, bound ub) to the plans that
+// can beat the best plan found, by the duality argument of relax.tighten with two sets
+// of multipliers: the relaxation's own, and zero on every constraint (each channel on its
+// own, spend at the objective's price — what capSpend's caps rest on). Every plan at
+// least as good as the best one lies in the narrowed box, so the bound of the relaxation
+// there, or the best plan's value if larger, bounds the optimum as well; it goes into
+// the outcome. It solves the relaxation again (a node each) while the box narrows and
+// returns the last root.
+func (sr *search) narrow(r *relax, x []float64, ub float64, maxNodes int) (*relax, []float64, float64, bool) {
+	p, out := sr.p, &sr.out
+	narrowed := false
+	for round := 0; round < narrowRounds && !sr.gapOK(ub) && out.nodes < maxNodes; round++ {
+		// The maximisers of each Lagrangian are plans worth trying; being off the
+		// constraints' faces, they are taken only where they meet them exactly.
+		lo, hi, xa, s1 := r.tighten(r.certificate(ub), out.value, r.lo, r.hi)
+		sr.considerExact(xa)
+		lo, hi, xb, s2 := r.tighten(r.priceCert(), out.value, lo, hi)
+		sr.considerExact(xb)
+		if !s1 && !s2 {
+			break
 		}
-		if j < 0 {
-			return false
+		r2, x2, ub2, it, ok := relaxSolve(p, lo, hi)
+		out.iters += it
+		out.nodes++
+		if !ok {
+			break // only rounding can leave the best plan out: keep the wider box
 		}
-		lhi := append([]float64(nil), hi...)
-		lhi[j] = at
-		rlo := append([]float64(nil), lo...)
-		rlo[j] = at
-		push(r, j, lo, lhi, ub)
-		push(r, j, rlo, hi, ub)
-		return true
+		sr.consider(x2)
+		r, x, ub, narrowed = r2, x2, math.Min(ub, math.Max(ub2, out.value)), true
+		out.ub = math.Min(out.ub, ub)
 	}
-	if !branch(r, x, ub) {
-		out.complete = true
-		return out
+	return r, x, ub, narrowed
+}
+
+// search is the state solveCore's searches share: the best plan, the best bound and
+// the work done.
+type search struct {
+	p      *problem
+	gapTol float64
+	out    outcome
+	// stop, when set, ends a search early once it returns true
+	stop func() bool
+}
+
+// consider keeps x when it is feasible and better than the best plan so far.
+func (sr *search) consider(x []float64) {
+	if x == nil || !sr.p.feasible(x, 1e-9) {
+		return
 	}
+	if v := sr.p.objective(x); v > sr.out.value {
+		sr.out.value, sr.out.x = v, x
+	}
+}
+
+// considerExact is consider for a plan that must meet every constraint exactly.
+func (sr *search) considerExact(x []float64) {
+	if x != nil && sr.p.feasible(x, 0) {
+		sr.consider(x)
+	}
+}
+
+// gapOK reports whether bound is within the gap tolerance of the best plan.
+func (sr *search) gapOK(bound float64) bool {
+	return bound-sr.out.value <= sr.gapTol*sr.p.gapScale(sr.out.x, sr.out.value)
+}
+
+// certified reports whether the best plan is within the gap of the best bound.
+func (sr *search) certified() bool {
+	return sr.out.x != nil && sr.gapOK(sr.out.ub)
+}
+
+// tree is one branch-and-bound search over the box of its root relaxation.
+type tree struct {
+	root     *relax
+	x        []float64 // the root relaxation's point
+	rootUB   float64   // its bound
+	q        nodeQueue // open nodes
+	nextID   int
+	prunedUB float64 // the largest bound of a node closed without branching
+	closed   bool    // nothing left to search
+}
+
+// plant starts a search at the root relaxation r (point x, bound ub): the rounding
+// heuristic and the first branching. A concave problem without kinks needs no search.
+// The root's bound goes into the outcome.
+func (sr *search) plant(r *relax, x []float64, ub float64) *tree {
+	p, out := sr.p, &sr.out
+	t := &tree{root: r, x: x, rootUB: ub, prunedUB: math.Inf(-1)}
+	out.ub = math.Min(out.ub, ub)
+	if p.concave() && (out.x == nil || sr.gapOK(ub) || !p.hasKinks()) {
+		t.closed = true
+		return t
+	}
+	if !strings.HasPrefix(out.algorithm, "branch-and-bound/") {
+		out.algorithm = "branch-and-bound/" + out.algorithm
+	}
+	sr.consider(p.roundBridges(r, x, out))
+	t.closed = (out.x != nil && sr.gapOK(ub)) || !sr.branch(t, r, x, ub)
+	return t
+}
+
+// branch splits the box of the node relaxation r (point x, bound ub) in two, or
+// reports false when there is nothing to split.
+func (sr *search) branch(t *tree, r *relax, x []float64, ub float64) bool {
+	p := sr.p
+	lo, hi := r.lo, r.hi
+	j, at := -1, 0.0
+	if x != nil {
+		j, at = p.branchChannel(r, x)
+	} else {
+		j, at = p.bridgeSplit(r)
+	}
+	if j < 0 {
+		return false
+	}
+	lhi := append([]float64(nil), hi...)
+	lhi[j] = at
+	rlo := append([]float64(nil), lo...)
+	rlo[j] = at
+	for _, b := range [2][2][]float64{{lo, lhi}, {rlo, hi}} {
+		t.nextID++
+		heap.Push(&t.q, &bnbNode{lo: b[0], hi: b[1], ub: ub, id: t.nextID, parent: r, split: j})
+	}
+	return true
+}
+
+// grow searches the tree best first until the gap closes, the node count reaches
+// maxNodes or sr.stop says so, and brings the outcome's bound down to the tree's
+// (at least the best plan's value: what is not open was searched or pruned).
+func (sr *search) grow(t *tree, maxNodes int) {
+	p, out := sr.p, &sr.out
+	if t.closed {
+		return
+	}
+	q := &t.q
 	for q.Len() > 0 {
 		nd := (*q)[0]
-		if out.x != nil && gapOK(nd.ub) {
+		if out.x != nil && sr.gapOK(nd.ub) {
 			break // best-first: every open node is within the gap
 		}
-		if out.nodes >= maxNodes {
+		if out.nodes >= maxNodes || (sr.stop != nil && sr.stop()) || sr.certified() {
 			break
 		}
 		heap.Pop(q)
@@ -202,27 +342,26 @@ func solveCore(p *problem, gapTol float64, maxNodes int) outcome {
 			continue
 		}
 		ub = math.Min(ub, nd.ub)
-		consider(x)
+		sr.consider(x)
 		if out.x == nil || len(p.floors) > 0 {
 			// With an incumbent, the node's own point and its children refine it; the
 			// rounding heuristic (a second relaxation per node) is kept for finding one.
-			consider(p.roundBridges(r, x, &out))
+			sr.consider(p.roundBridges(r, x, out))
 		}
-		if out.x != nil && gapOK(ub) {
-			prunedUB = math.Max(prunedUB, ub)
+		if out.x != nil && sr.gapOK(ub) {
+			t.prunedUB = math.Max(t.prunedUB, ub)
 			continue
 		}
-		if !branch(r, x, ub) {
-			prunedUB = math.Max(prunedUB, ub)
+		if !sr.branch(t, r, x, ub) {
+			t.prunedUB = math.Max(t.prunedUB, ub)
 		}
 	}
-	bound := prunedUB
+	bound := t.prunedUB
 	for _, nd := range *q {
 		bound = math.Max(bound, nd.ub)
 	}
-	out.complete = q.Len() == 0 || (out.x != nil && gapOK(bound))
+	t.closed = q.Len() == 0
 	out.ub = math.Min(out.ub, math.Max(bound, out.value))
-	return out
 }
 
 // gapScale is the denominator of the relative gap: the objective's own size, or the

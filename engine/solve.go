@@ -140,6 +140,10 @@ type session struct {
 	iters    int
 	nodes    int
 	algo     string
+	// narrow lets solveCore search a narrowed box when its first search leaves the gap
+	// open. min_spend and target_roi go without: their bisections weigh one probe's
+	// answer against another's, and a probe answered by a different search moves them.
+	narrow bool
 }
 
 // solved is an objective-level answer.
@@ -188,7 +192,7 @@ func (s *session) core(p *problem) outcome {
 	if budget < 1 {
 		budget = 1
 	}
-	out := solveCore(p, s.gap, budget)
+	out := solveCore(p, s.gap, budget, s.narrow)
 	if out.x != nil && p.feasible(p.budget, 1e-12) {
 		// Never answer worse than the plan already running.
 		if v := p.budgetObjective(); v > out.value {
@@ -217,6 +221,7 @@ func boundSlack(ub, scale float64) float64 {
 }
 
 func (s *session) maximise(p *problem) solved {
+	s.narrow = true
 	out := s.core(p)
 	if out.x == nil {
 		return solved{status: StatusInfeasible, messages: []string{s.floorMessage(p)}}
@@ -250,7 +255,7 @@ func (s *session) floorMessage(p *problem) string {
 		q.cost = 0
 		q.w = make([]float64, len(p.w))
 		q.w[f.kpi] = 1
-		out := solveCore(&q, s.gap, s.maxNodes)
+		out := solveCore(&q, s.gap, s.maxNodes, false)
 		best := out.ub + p.baseline[f.kpi]
 		if out.ub < f.rhs {
 			parts = append(parts, fmt.Sprintf("%s = %s is out of reach: at most %s under the other constraints",
