@@ -31,7 +31,7 @@ func solveRelax(in *relax) (r *relax, x []float64, ub float64, iters int, ok boo
 	p, lo, hi := r.p, r.lo, r.hi
 	if len(p.rows) == 0 && len(p.floors) == 0 {
 		x, ub, iters, ok = r.lambdaSolve(p.w)
-		r.cert = nil // the price search's: r.lam on every channel
+		r.cert = dualCert{} // the price search's: r.lam on every channel
 		return
 	}
 	res := r.ipmSolve()
@@ -129,7 +129,8 @@ func (q *nodeQueue) Pop() any {
 // budget are kept for that. The first search runs exactly as it would alone until then,
 // so an answer it certifies is unchanged, and it resumes where the box does not narrow.
 func solveCore(p *problem, gapTol float64, maxNodes int, narrow bool) outcome {
-	sr := &search{p: p, gapTol: gapTol, out: outcome{value: math.Inf(-1), ub: math.Inf(1), algorithm: "lagrangian-price-search"}}
+	sr := &search{p: p, gapTol: gapTol, stopAt: math.Inf(1),
+		out: outcome{value: math.Inf(-1), ub: math.Inf(1), algorithm: "lagrangian-price-search"}}
 	out := &sr.out
 	if len(p.rows) > 0 || len(p.floors) > 0 {
 		out.algorithm = "interior-point"
@@ -148,9 +149,10 @@ func solveCore(p *problem, gapTol float64, maxNodes int, narrow bool) outcome {
 	if narrow && !p.concave() { // a concave problem's search ends at the root unless it has kinks
 		reserve = min(maxNodes/10, narrowReserve)
 	}
-	first := sr.plant(r, x, ub)
-	sr.grow(first, maxNodes-reserve)
-	t := first
+	var first tree
+	sr.plant(&first, r, x, ub)
+	sr.grow(&first, maxNodes-reserve)
+	t := &first
 	far := out.x != nil && out.ub-out.value > 10*gapTol*p.gapScale(out.x, out.value)
 	if narrow && out.x != nil && !sr.certified() && (first.closed || far) {
 		for restart := 0; restart < 3 && out.nodes < maxNodes; restart++ {
@@ -159,20 +161,20 @@ func solveCore(p *problem, gapTol float64, maxNodes int, narrow bool) outcome {
 			if !narrowed || sr.certified() {
 				break
 			}
-			if t == first && !first.closed && out.ub-out.value > gap/2 {
+			if t == &first && !first.closed && out.ub-out.value > gap/2 {
 				// The narrowed root did not halve the gap: the first search, further
 				// along, keeps the nodes left.
 				break
 			}
 			// Search the narrowed box, and start over from a narrower one when a plan
 			// halves the distance to its bound.
-			t = sr.plant(r, x, ub)
-			start := out.value
-			halfway := func() bool { return out.value-start > (ub-start)/2 }
-			sr.stop = halfway
+			t = new(tree)
+			sr.plant(t, r, x, ub)
+			halfway := out.value + (ub-out.value)/2
+			sr.stopAt = halfway
 			sr.grow(t, maxNodes)
-			sr.stop = nil
-			if !halfway() {
+			sr.stopAt = math.Inf(1)
+			if !(out.value > halfway) {
 				break
 			}
 		}
@@ -230,8 +232,8 @@ type search struct {
 	p      *problem
 	gapTol float64
 	out    outcome
-	// stop, when set, ends a search early once it returns true
-	stop func() bool
+	// stopAt ends a search early once the best plan is worth more (+Inf: never)
+	stopAt float64
 }
 
 // consider keeps x when it is feasible and better than the best plan so far.
@@ -264,31 +266,30 @@ func (sr *search) certified() bool {
 // tree is one branch-and-bound search over the box of its root relaxation.
 type tree struct {
 	root     *relax
-	x        []float64 // the root relaxation's point
-	rootUB   float64   // its bound
-	q        nodeQueue // open nodes
+	x        []float64  // the root relaxation's point
+	rootUB   float64    // its bound
+	q        *nodeQueue // open nodes (nil before the first branching)
 	nextID   int
 	prunedUB float64 // the largest bound of a node closed without branching
 	closed   bool    // nothing left to search
 }
 
-// plant starts a search at the root relaxation r (point x, bound ub): the rounding
+// plant starts the search t at the root relaxation r (point x, bound ub): the rounding
 // heuristic and the first branching. A concave problem without kinks needs no search.
 // The root's bound goes into the outcome.
-func (sr *search) plant(r *relax, x []float64, ub float64) *tree {
+func (sr *search) plant(t *tree, r *relax, x []float64, ub float64) {
 	p, out := sr.p, &sr.out
-	t := &tree{root: r, x: x, rootUB: ub, prunedUB: math.Inf(-1)}
+	*t = tree{root: r, x: x, rootUB: ub, prunedUB: math.Inf(-1)}
 	out.ub = math.Min(out.ub, ub)
 	if p.concave() && (out.x == nil || sr.gapOK(ub) || !p.hasKinks()) {
 		t.closed = true
-		return t
+		return
 	}
 	if !strings.HasPrefix(out.algorithm, "branch-and-bound/") {
 		out.algorithm = "branch-and-bound/" + out.algorithm
 	}
 	sr.consider(p.roundBridges(r, x, out))
 	t.closed = (out.x != nil && sr.gapOK(ub)) || !sr.branch(t, r, x, ub)
-	return t
 }
 
 // branch splits the box of the node relaxation r (point x, bound ub) in two, or
@@ -311,26 +312,29 @@ func (sr *search) branch(t *tree, r *relax, x []float64, ub float64) bool {
 	rlo[j] = at
 	for _, b := range [2][2][]float64{{lo, lhi}, {rlo, hi}} {
 		t.nextID++
-		heap.Push(&t.q, &bnbNode{lo: b[0], hi: b[1], ub: ub, id: t.nextID, parent: r, split: j})
+		if t.q == nil {
+			t.q = &nodeQueue{}
+		}
+		heap.Push(t.q, &bnbNode{lo: b[0], hi: b[1], ub: ub, id: t.nextID, parent: r, split: j})
 	}
 	return true
 }
 
 // grow searches the tree best first until the gap closes, the node count reaches
-// maxNodes or sr.stop says so, and brings the outcome's bound down to the tree's
-// (at least the best plan's value: what is not open was searched or pruned).
+// maxNodes or the best plan passes sr.stopAt, and brings the outcome's bound down to
+// the tree's (at least the best plan's value: what is not open was searched or pruned).
 func (sr *search) grow(t *tree, maxNodes int) {
 	p, out := sr.p, &sr.out
 	if t.closed {
 		return
 	}
-	q := &t.q
+	q := t.q // not nil: a tree that is not closed has branched
 	for q.Len() > 0 {
 		nd := (*q)[0]
 		if out.x != nil && sr.gapOK(nd.ub) {
 			break // best-first: every open node is within the gap
 		}
-		if out.nodes >= maxNodes || (sr.stop != nil && sr.stop()) || sr.certified() {
+		if out.nodes >= maxNodes || out.value > sr.stopAt || sr.certified() {
 			break
 		}
 		heap.Pop(q)

@@ -585,7 +585,7 @@ func (r *relax) ipmSolve() ipmResult {
 // dualBound evaluates the Lagrangian dual function of the relaxation at the multipliers
 // of an interior-point run: a proven upper bound on the relaxation and hence on the
 // problem, whatever the multipliers' accuracy.
-func (r *relax) dualBound(res *ipmResult) (float64, *dualCert) {
+func (r *relax) dualBound(res *ipmResult) (float64, dualCert) {
 	p := r.p
 	n := p.n()
 	// Map rows back to channel space: the ipm rows index free variables; rebuild from
@@ -630,7 +630,7 @@ func (r *relax) dualBound(res *ipmResult) (float64, *dualCert) {
 		xi, _ := r.chanArgmax(i, coefs[i], lam[i])
 		v += r.chanVal(i, coefs[i], xi) - lam[i]*xi
 	}
-	return v, &dualCert{lam: lam, coef: coefs[0], konst: konst, bound: v}
+	return v, dualCert{lam: lam, coef: coefs[0], konst: konst, bound: v}
 }
 
 func infNorm(v []float64) float64 {

@@ -199,7 +199,7 @@ func (p *problem) floorsHold(r *relax, x []float64) bool {
 // the priced sum of the active rows, which determines the multipliers by least squares.
 // Where the interior-point multipliers are only accurate to ~1e-9 (linear curves make the
 // dual bound sensitive to them), these give the vertex's exact prices.
-func (r *relax) activeBound(x []float64) (float64, *dualCert) {
+func (r *relax) activeBound(x []float64) (float64, dualCert) {
 	p := r.p
 	n := p.n()
 	X := 1.0
@@ -252,7 +252,7 @@ func (r *relax) activeBound(x []float64) (float64, *dualCert) {
 	}
 	m := len(rows)
 	if m == 0 {
-		return math.Inf(1), nil
+		return math.Inf(1), dualCert{}
 	}
 	// Each free channel's stationarity equation is weighted by its inverse curvature:
 	// a slope mismatch on a linear channel costs |mismatch|·(box width) in the bound, on a
@@ -272,11 +272,11 @@ func (r *relax) activeBound(x []float64) (float64, *dualCert) {
 		}
 	}
 	if nfree == 0 {
-		return math.Inf(1), nil
+		return math.Inf(1), dualCert{}
 	}
 	G, rhs, ok := weightedGram(m, n, func(a int) ([]int, []float64) { return rows[a].idx, rows[a].coef }, wt, g, 1e-13)
 	if !ok {
-		return math.Inf(1), nil
+		return math.Inf(1), dualCert{}
 	}
 	cholSolve(G, m, rhs)
 	lam := make([]float64, n)
@@ -304,7 +304,7 @@ func (r *relax) activeBound(x []float64) (float64, *dualCert) {
 		xi, _ := r.chanArgmax(i, coef, lam[i])
 		bound += r.chanVal(i, coef, xi) - lam[i]*xi
 	}
-	return bound, &dualCert{lam: lam, coef: coef, konst: konst, bound: bound}
+	return bound, dualCert{lam: lam, coef: coef, konst: konst, bound: bound}
 }
 
 // weightedGram forms and factors G = A·diag(w)·Aᵀ over the m rows given by row (channel

@@ -10,11 +10,11 @@ import "math"
 // optimality condition. It returns the refined point and the bound certified by its
 // multipliers, or ok = false when the face is degenerate (the system is singular) or the
 // corrections do not settle, in which case the caller keeps the interior-point answer.
-func (r *relax) refine(x0 []float64, hint *ipmResult) (x []float64, ub float64, cert *dualCert, ok bool) {
+func (r *relax) refine(x0 []float64, hint *ipmResult) (x []float64, ub float64, cert dualCert, ok bool) {
 	p := r.p
 	n := p.n()
 	if n > 200 {
-		return nil, 0, nil, false // dense factorisation: keep it to small problems
+		return nil, 0, dualCert{}, false // dense factorisation: keep it to small problems
 	}
 	X := 1.0
 	for i := 0; i < n; i++ {
@@ -160,7 +160,7 @@ func (r *relax) refine(x0 []float64, hint *ipmResult) (x []float64, ub float64, 
 				rhs[nf+b] = -(value(c, x) - target)
 			}
 			if !solveDense(K, rhs, N) {
-				return nil, 0, nil, false
+				return nil, 0, dualCert{}, false
 			}
 			step := 0.0
 			for a, i := range free {
@@ -174,7 +174,7 @@ func (r *relax) refine(x0 []float64, hint *ipmResult) (x []float64, ub float64, 
 			}
 		}
 		if !converged {
-			return nil, 0, nil, false
+			return nil, 0, dualCert{}, false
 		}
 		// Corrections: a free channel outside its box goes onto the bound it crossed.
 		changed := false
@@ -252,7 +252,7 @@ func (r *relax) refine(x0 []float64, hint *ipmResult) (x []float64, ub float64, 
 			return x, ub, cert, true
 		}
 	}
-	return nil, 0, nil, false
+	return nil, 0, dualCert{}, false
 }
 
 // refCon is a constraint as refine sees it: a linear row (or the total) lo ≤ a·x ≤ hi, or
@@ -277,7 +277,7 @@ type conRef struct {
 // multiplierBound is the Lagrangian dual at multipliers μ of the active constraints
 // (L = φ − Σ μ_j (c_j(x) − rhs_j)); inactive ones have μ = 0. Valid for any μ with the
 // right signs, which refine has checked.
-func (r *relax) multiplierBound(cs []conRef) (float64, *dualCert) {
+func (r *relax) multiplierBound(cs []conRef) (float64, dualCert) {
 	p := r.p
 	n := p.n()
 	lam := make([]float64, n)
@@ -298,7 +298,7 @@ func (r *relax) multiplierBound(cs []conRef) (float64, *dualCert) {
 	}
 	for _, w := range coef {
 		if w < 0 {
-			return math.Inf(1), nil
+			return math.Inf(1), dualCert{}
 		}
 	}
 	konst := bound
@@ -306,7 +306,7 @@ func (r *relax) multiplierBound(cs []conRef) (float64, *dualCert) {
 		xi, _ := r.chanArgmax(i, coef, lam[i])
 		bound += r.chanVal(i, coef, xi) - lam[i]*xi
 	}
-	return bound, &dualCert{lam: lam, coef: coef, konst: konst, bound: bound}
+	return bound, dualCert{lam: lam, coef: coef, konst: konst, bound: bound}
 }
 
 // solveDense solves the N×N system K·s = b in place by Gaussian elimination with partial
