@@ -31,23 +31,27 @@ func solveRelax(in *relax) (r *relax, x []float64, ub float64, iters int, ok boo
 	p, lo, hi := r.p, r.lo, r.hi
 	if len(p.rows) == 0 && len(p.floors) == 0 {
 		x, ub, iters, ok = r.lambdaSolve(p.w)
-		r.cert = dualCert{} // the price search's: r.lam on every channel
+		r.cert = nil // the price search's: r.lam on every channel
 		return
 	}
 	res := r.ipmSolve()
-	ub, r.cert = r.dualBound(&res)
+	ub, cert := r.dualBound(&res)
 	x = r.polish(&res)
 	if b, c := r.activeBound(x); b < ub && b >= p.objective(x)-1e-9*math.Abs(p.objective(x)) {
-		ub, r.cert = b, c
+		ub, cert = b, c
 	}
 	// The exact finish: an active-set Newton method from the interior-point answer.
 	if rx, rb, c, ok := r.refine(x, &res); ok && p.feasibleLinear(rx, lo, hi, 1e-12) && p.floorsHold(r, rx) {
 		if rv := p.relaxObjective(r, rx); rv >= p.relaxObjective(r, x)-1e-12*math.Abs(rv) {
 			x = rx
 			if rb >= rv-1e-12*math.Abs(rv) && rb < ub {
-				ub, r.cert = rb, c
+				ub, cert = rb, c
 			}
 		}
+	}
+	if r.root { // only a root's box is ever narrowed
+		c := cert
+		r.cert = &c
 	}
 	if !res.ok && !p.feasibleLinear(x, lo, hi, 1e-9) {
 		if !r.root {

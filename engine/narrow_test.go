@@ -419,7 +419,7 @@ func TestNarrowKeepsBetterPlans(t *testing.T) {
 		certs := map[string]*dualCert{"relaxation": r.certificate(ub), "price": r.priceCert()}
 		for k := 0; k < 3; k++ { // any price on the total is a Lagrangian too
 			q := *r
-			q.cert, q.lam = dualCert{}, r.lam*(0.2+1.6*rng.Float64())
+			q.cert, q.lam = nil, r.lam*(0.2+1.6*rng.Float64())
 			certs[fmt.Sprint("random ", k)] = q.certificate(0)
 		}
 		for _, frac := range []float64{0.5, 0.9, 0.99} {

@@ -21,9 +21,9 @@ type relax struct {
 	// same price (a child's first price is its parent's last) costs nothing
 	memo []argmaxMemo
 	root bool // the whole problem's box (not a node of the search)
-	// cert holds the multipliers behind the bound solveRelax returned (none, lam nil,
+	// cert holds the multipliers behind the bound solveRelax returned on a root (nil
 	// after a price search: the price lam on every channel)
-	cert dualCert
+	cert *dualCert
 }
 
 // child is the relaxation on a box that differs from r's in the channels listed: their

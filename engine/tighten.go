@@ -18,8 +18,8 @@ type dualCert struct {
 
 // certificate returns the multipliers behind the bound of the last solveRelax on r.
 func (r *relax) certificate(bound float64) *dualCert {
-	if r.cert.lam != nil {
-		return &r.cert
+	if r.cert != nil {
+		return r.cert
 	}
 	p := r.p
 	lam := make([]float64, p.n())
