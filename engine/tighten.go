@@ -16,12 +16,13 @@ type dualCert struct {
 	bound float64
 }
 
-// certificate returns the multipliers behind the bound of the last solveRelax on r.
+// certificate returns the multipliers behind the bound of the last solveRelax on r, a
+// root relaxation (nil where they were not kept).
 func (r *relax) certificate(bound float64) *dualCert {
-	if r.cert != nil {
-		return r.cert
-	}
 	p := r.p
+	if r.cert != nil || len(p.rows) > 0 || len(p.floors) > 0 {
+		return r.cert // the interior-point method's, kept on roots only
+	}
 	lam := make([]float64, p.n())
 	for i := range lam {
 		lam[i] = r.lam
