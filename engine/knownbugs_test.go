@@ -188,4 +188,18 @@ func TestRegressionForcedSpendPastPricePoint(t *testing.T) {
 	if v := res.Expected["revenue"]; v < 150*(1-1e-9) {
 		t.Errorf("revenue %g below the floor 150", v)
 	}
+	// Maximums force spend too. A ratio's maximum on a fixed numerator: the denominator
+	// spends at least numerator/max (it was capped at its price point, 0, and the
+	// request called infeasible; found by FuzzSolveGenerated, testdata 77b0351796568d34).
+	res = solveChecked(t, `{"model":{"model_id":"gen","baseline":12.471370006941846,"channels":{"digital":{"curve":{"type":"saturation","beta":0.7626985859023448,"kappa":20.780072518241724}},"tv":{"curve":{"type":"saturation","beta":0.7626985859023448,"kappa":20.780072518241724}}}},"budget":{"digital":254,"tv":254},"constraints":{"channels":{"tv":{"fixed":true}},"ratios":[{"numerator":"tv","denominator":"digital","max":5.532430909993726}]},"objective":{"type":"target_mroi","mroi":0.29744806931961804},"options":{"max_nodes":200}}`)
+	mustStatus(t, res, engine.StatusOptimal)
+	if d, want := res.Allocation["digital"], 254/5.532430909993726; relDiff(d, want) > 1e-9 {
+		t.Errorf("digital %g, want the least the ratio allows, %g", d, want)
+	}
+	// A share of the total: a channel's minimum makes the others spend.
+	res = solveChecked(t, `{`+twoConcave+`,"constraints":{"channels":{"a":{"min":100}},"max_share":0.6},"objective":{"type":"target_mroi","mroi":50}}`)
+	mustStatus(t, res, engine.StatusOptimal)
+	if a, b := res.Allocation["a"], res.Allocation["b"]; relDiff(a, 100) > 1e-9 || relDiff(b, 100*0.4/0.6) > 1e-9 {
+		t.Errorf("a = %g, b = %g, want 100 and %g (a at its minimum, b what its share needs)", a, b, 100*0.4/0.6)
+	}
 }

@@ -721,6 +721,15 @@ func (p *problem) forcesSpend(sumLo float64) bool {
 		if !math.IsInf(r.lo, -1) {
 			return true
 		}
+		// A maximum with a negative coefficient forces spend too: a ratio's maximum
+		// (numerator ≤ r·denominator) on a numerator with a minimum, a share of the total.
+		if !math.IsInf(r.hi, 1) {
+			for _, c := range r.coef {
+				if c < 0 {
+					return true
+				}
+			}
+		}
 	}
 	return false
 }
