@@ -22,7 +22,7 @@ type relax struct {
 	memo []argmaxMemo
 	root bool // the whole problem's box (not a node of the search)
 	// cert holds the multipliers behind the bound solveRelax returned on a root (nil
-	// after a price search: the price lam on every channel)
+	// after a price search, whose multiplier is lam, and on the nodes of a search)
 	cert *dualCert
 }
 
