@@ -197,24 +197,53 @@ const (
 )
 
 // narrow shrinks the box of the root relaxation r (point x, bound ub) to the plans that
-// can beat the best plan found, by the duality argument of relax.tighten with two sets
-// of multipliers: the relaxation's own, and zero on every constraint (each channel on its
-// own, spend at the objective's price — what capSpend's caps rest on). Every plan at
-// least as good as the best one lies in the narrowed box, so the bound of the relaxation
-// there, or the best plan's value if larger, bounds the optimum as well; it goes into
-// the outcome. It solves the relaxation again (a node each) while the box narrows and
-// returns the last root.
+// can beat the best plan found, by the duality argument of relax.tighten with several
+// sets of multipliers: the relaxation's own; zero on every constraint (each channel on
+// its own, spend at the objective's price — what capSpend's caps rest on); and those of
+// relaxations on smaller boxes solved for plans (trustRegion, and target_mroi's price-
+// point caps), which also bound r's box directly. Every plan at least as good as the
+// best one lies in the narrowed box, so the bound of the relaxation there, or the best
+// plan's value if larger, bounds the optimum as well; it goes into the outcome. It
+// solves the relaxation again (a node each) while the box narrows and returns the last
+// root.
 func (sr *search) narrow(r *relax, x []float64, ub float64, maxNodes int) (*relax, []float64, float64, bool) {
 	p, out := sr.p, &sr.out
 	narrowed := false
 	for round := 0; round < narrowRounds && !sr.gapOK(ub) && out.nodes < maxNodes; round++ {
-		// The maximisers of each Lagrangian are plans worth trying; being off the
-		// constraints' faces, they are taken only where they meet them exactly.
-		lo, hi, xa, s1 := r.tighten(r.certificate(ub), out.value, r.lo, r.hi)
-		sr.considerExact(xa)
-		lo, hi, xb, s2 := r.tighten(r.priceCert(), out.value, lo, hi)
-		sr.considerExact(xb)
-		if !s1 && !s2 {
+		// Plans first: the better the best plan, the narrower the box. The Lagrangians'
+		// maximisers are worth trying, and relaxations on smaller boxes around them
+		// (which also give multipliers to bound r's box with).
+		certs := []*dualCert{r.certificate(ub), r.priceCert()}
+		_, _, xa, _, _ := r.tighten(certs[0], out.value, r.lo, r.hi)
+		sr.considerToward(xa)
+		if xa != nil && !p.feasible(xa, 0) && out.nodes < maxNodes {
+			certs = append(certs, sr.trustRegion(r, xa))
+		}
+		if round == 0 && p.pointCaps != nil && out.nodes < maxNodes {
+			// target_mroi's spend caps at the price points that forcedCap widened: the
+			// box engines before 1.1.2 searched, and where constraints do not force
+			// spend past them, the place of the best plan
+			certs = append(certs, sr.capped(r, p.pointCaps))
+		}
+		lo, hi, shrunk := r.lo, r.hi, false
+		for k, c := range certs {
+			if c == nil {
+				continue
+			}
+			var xs []float64
+			var b float64
+			var s bool
+			lo, hi, xs, b, s = r.tighten(c, out.value, lo, hi)
+			shrunk = shrunk || s
+			if k == 1 {
+				sr.considerToward(xs)
+			}
+			if k >= 2 { // multipliers from another box: a bound on this one too
+				ub = min(ub, max(b, out.value))
+				out.ub = min(out.ub, ub)
+			}
+		}
+		if !shrunk || sr.gapOK(ub) {
 			break
 		}
 		r2, x2, ub2, it, ok := relaxSolve(p, lo, hi)
@@ -250,10 +279,77 @@ func (sr *search) consider(x []float64) {
 	}
 }
 
-// considerExact is consider for a plan that must meet every constraint exactly.
-func (sr *search) considerExact(x []float64) {
-	if x != nil && sr.p.feasible(x, 0) {
+// trustRegion looks for a plan near xa, the maximiser of a Lagrangian that misses a
+// constraint, in r's box with each channel capped at twice its spend there or the best
+// plan's: the relaxation there usually converges where r's own solve failed (the
+// interior-point method on a box far wider than the plans worth having).
+func (sr *search) trustRegion(r *relax, xa []float64) *dualCert {
+	hi := make([]float64, len(xa))
+	for i := range hi {
+		hi[i] = max(r.lo[i], 2*xa[i], sr.out.x[i])
+	}
+	return sr.capped(r, hi)
+}
+
+// capped solves the relaxation on r's box with the caps hi where they are lower, for a
+// plan (a node): its point is one, its bound (over a smaller box) is not one. It returns
+// the relaxation's multipliers where they make a Lagrangian over any box (nil otherwise):
+// converged there, they are often nearly right for r's box as well.
+func (sr *search) capped(r *relax, hi []float64) *dualCert {
+	p, out := sr.p, &sr.out
+	caps := make([]float64, len(hi))
+	narrower := false
+	for i := range caps {
+		caps[i] = max(r.lo[i], min(r.hi[i], hi[i]))
+		narrower = narrower || caps[i] < r.hi[i]
+	}
+	if !narrower {
+		return nil
+	}
+	rc, y, ub, it, ok := relaxSolve(p, r.lo, caps)
+	out.iters += it
+	out.nodes++
+	if !ok {
+		return nil
+	}
+	sr.consider(y)
+	if c := rc.certificate(ub); c != nil && c.anyBox {
+		return c
+	}
+	return nil
+}
+
+// considerToward considers the plan on the segment from the best plan so far to x that
+// lies furthest toward x and meets every constraint exactly (x itself where it does):
+// the maximisers of a Lagrangian are plans worth trying, but they sit a little off the
+// constraints' faces. Along the segment the linear constraints hold on an interval from
+// the best plan, which bisection finds.
+func (sr *search) considerToward(x []float64) {
+	p, x0 := sr.p, sr.out.x
+	if x == nil || p.feasible(x, 0) {
 		sr.consider(x)
+		return
+	}
+	if x0 == nil {
+		return
+	}
+	y := make([]float64, len(x))
+	at := func(t float64) []float64 {
+		for i := range y {
+			y[i] = x0[i] + t*(x[i]-x0[i])
+		}
+		return y
+	}
+	lo, hi := 0.0, 1.0
+	for it := 0; it < 50; it++ {
+		if t := lo + (hi-lo)/2; p.feasible(at(t), 0) {
+			lo = t
+		} else {
+			hi = t
+		}
+	}
+	if lo > 0 && p.feasible(at(lo), 0) {
+		sr.consider(append([]float64(nil), y...))
 	}
 }
 

@@ -630,7 +630,8 @@ func (r *relax) dualBound(res *ipmResult) (float64, dualCert) {
 		xi, _ := r.chanArgmax(i, coefs[i], lam[i])
 		v += r.chanVal(i, coefs[i], xi) - lam[i]*xi
 	}
-	return v, dualCert{lam: lam, coef: coefs[0], konst: konst, bound: v}
+	// With a channel fixed, its terms went into konst: valid on this box only.
+	return v, dualCert{lam: lam, coef: coefs[0], konst: konst, bound: v, anyBox: len(free) == n}
 }
 
 func infNorm(v []float64) float64 {

@@ -86,6 +86,48 @@ func TestRegressionForcedCapsCertified(t *testing.T) {
 	}
 }
 
+// Shares of the total force spend as minimums do: digital, worth most, may take at most
+// 76 % of the total and tv with radio at most 42 %, so spending on digital makes tv and
+// radio spend past their price points. Engines up to 1.2.0 capped tv and radio there and
+// answered "optimal" at a twentieth of the best plan (a generated request).
+func TestRegressionSharesForceSpend(t *testing.T) {
+	req := decodeInternal(t, `{"model":{"model_id":"gen","baseline":308408.64178155694,"channels":{"digital":{"curve":{"type":"logistic","beta":26698.672125989942,"k":0.000003929376503370992,"x0":-65880.50451652374}},"radio":{"curve":{"type":"logistic","beta":126.89840646847225,"k":0.0012488148502151062,"x0":-117.63041076440875}},"tv":{"curve":{"type":"hill","beta":23.349441307938495,"alpha":0.3289073885019104,"kappa":1.9156103025853783}}}},"budget":{"tv":378},"constraints":{"max_share":0.7612787060349432,"groups":[{"name":"g","channels":["tv","radio"],"max_share":0.4217074845502404}]},"objective":{"type":"target_mroi","mroi":0.008362412345595018},"options":{"max_nodes":200}}`)
+	res := Solve(nil, req)
+	checkCertificate(t, "shares", res, DefaultGap)
+	p := compiledFor(t, req)
+	x := make([]float64, p.n())
+	for i, name := range p.names {
+		x[i] = res.Allocation[name]
+	}
+	if !p.feasible(x, 1e-9) {
+		t.Fatalf("plan %v breaks a constraint", res.Allocation)
+	}
+	// The search goes by the request's own constraints, not the engine's spend caps:
+	// every channel in [0, 1e7], past any price point here.
+	q := compiledFor(t, req)
+	pm, _ := Prepare(req.Model)
+	open, _ := compile(pm, req)
+	for i := range q.hi {
+		q.hi[i] = min(open.hi[i], 1e7)
+	}
+	best, bx := math.Inf(-1), []float64(nil)
+	free := freeChannels(q)
+	for k, filler := range free {
+		grid := append(append([]int(nil), free[:k]...), free[k+1:]...)
+		if v, y := zoomSearch(q, grid, filler, 16, 14); v > best {
+			best, bx = v, y
+		}
+	}
+	value, ub := p.objective(x), *res.Certificate.UpperBound-p.objConst()
+	t.Logf("engine %.12g, bound %.12g; independent search %.12g at %v", value, ub, best, bx)
+	if ub < best-1e-12*math.Abs(best) {
+		t.Errorf("bound %.17g below a feasible plan's %.17g", ub, best)
+	}
+	if value < best-DefaultGap*p.gapScale(bx, best) {
+		t.Errorf("plan %.17g worse than a feasible plan's %.17g", value, best)
+	}
+}
+
 // coordinateSearch is ground truth that shares no code with the solvers: from a
 // feasible plan, each channel in turn moves to the best spend the others leave it
 // (its box and the linear constraints as the others fix them, KPI floors checked at
@@ -185,9 +227,6 @@ func zoomSearch(p *problem, grid []int, filler, G, levels int) (float64, []float
 				if v, _ := bestSpend(p, filler, a, b, 64, ok); ok(v) {
 					if val := p.objective(x); val > best {
 						best, bx = val, append([]float64(nil), x...)
-						for k, i := range grid {
-							at[k] = sort.SearchFloat64s(grids[k], x[i])
-						}
 					}
 				}
 				return
@@ -200,6 +239,9 @@ func zoomSearch(p *problem, grid []int, filler, G, levels int) (float64, []float
 		rec(0)
 		if bx == nil {
 			return best, nil
+		}
+		for k, i := range grid { // the best plan's place on this level's grid
+			at[k] = min(sort.SearchFloat64s(grids[k], bx[i]), len(grids[k])-1)
 		}
 		for k := range grid {
 			g := grids[k]
@@ -425,7 +467,7 @@ func TestNarrowKeepsBetterPlans(t *testing.T) {
 		for _, frac := range []float64{0.5, 0.9, 0.99} {
 			f0 := sorted[int(frac*float64(len(sorted)-1))]
 			for name, cert := range certs {
-				lo, hi, _, shrunk := r.tighten(cert, f0, p.lo, p.hi)
+				lo, hi, _, _, shrunk := r.tighten(cert, f0, p.lo, p.hi)
 				if !shrunk {
 					continue
 				}

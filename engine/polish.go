@@ -304,7 +304,7 @@ func (r *relax) activeBound(x []float64) (float64, dualCert) {
 		xi, _ := r.chanArgmax(i, coef, lam[i])
 		bound += r.chanVal(i, coef, xi) - lam[i]*xi
 	}
-	return bound, dualCert{lam: lam, coef: coef, konst: konst, bound: bound}
+	return bound, dualCert{lam: lam, coef: coef, konst: konst, bound: bound, anyBox: true}
 }
 
 // weightedGram forms and factors G = A·diag(w)·Aᵀ over the m rows given by row (channel

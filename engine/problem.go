@@ -40,6 +40,10 @@ type problem struct {
 
 	ws *scratch // the solve's working memory (nil: allocate)
 
+	// pointCaps: target_mroi's price-point caps where forcedCap widened them, +Inf on
+	// the other channels (nil when none was widened)
+	pointCaps []float64
+
 	// lastResp: the plan objective last evaluated and each channel's primary response
 	// there (see respAt)
 	lastResp struct {
@@ -838,6 +842,13 @@ func (p *problem) forcedCap(priced []int) {
 				b = m
 			}
 		}
+		if p.pointCaps == nil {
+			p.pointCaps = make([]float64, n)
+			for j := range p.pointCaps {
+				p.pointCaps[j] = math.Inf(1)
+			}
+		}
+		p.pointCaps[i] = p.hi[i]
 		p.hi[i] = b
 		p.hiSrc[i] = nil
 	}

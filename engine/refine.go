@@ -306,7 +306,7 @@ func (r *relax) multiplierBound(cs []conRef) (float64, dualCert) {
 		xi, _ := r.chanArgmax(i, coef, lam[i])
 		bound += r.chanVal(i, coef, xi) - lam[i]*xi
 	}
-	return bound, dualCert{lam: lam, coef: coef, konst: konst, bound: bound}
+	return bound, dualCert{lam: lam, coef: coef, konst: konst, bound: bound, anyBox: true}
 }
 
 // solveDense solves the N×N system K·s = b in place by Gaussian elimination with partial

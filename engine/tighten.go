@@ -14,6 +14,10 @@ type dualCert struct {
 	coef  []float64 // each KPI's weight: the objective's plus the floors' multipliers
 	konst float64
 	bound float64
+	// anyBox: the multipliers price every channel and konst holds only the constraints'
+	// right-hand sides, so the Lagrangian is one over any box (not where a channel fixed
+	// by its box was folded into konst)
+	anyBox bool
 }
 
 // certificate returns the multipliers behind the bound of the last solveRelax on r, a
@@ -27,7 +31,7 @@ func (r *relax) certificate(bound float64) *dualCert {
 	for i := range lam {
 		lam[i] = r.lam
 	}
-	return &dualCert{lam: lam, coef: p.w, konst: dualTotal(0, r.lam, p.cost, p.tlo, p.thi), bound: bound}
+	return &dualCert{lam: lam, coef: p.w, konst: dualTotal(0, r.lam, p.cost, p.tlo, p.thi), bound: bound, anyBox: true}
 }
 
 // tighten lowers the caps hi (of a box lo..hi inside r's) to what a plan worth f0, the
@@ -48,8 +52,10 @@ func (r *relax) certificate(bound float64) *dualCert {
 // A cap comes down only where that leaves out at least half of the box: less is not
 // worth another relaxation. shrunk reports whether one did; xs are the maximisers of
 // the φ_i on r's box, a plan worth trying: where the constraints hold there and the
-// multipliers are right, it is the optimum.
-func (r *relax) tighten(c *dualCert, f0 float64, lo, hi []float64) (nlo, nhi, xs []float64, shrunk bool) {
+// multipliers are right, it is the optimum; bound is the Lagrangian's bound over r's box
+// (+Inf where none was computed), which is how multipliers found on another box bound
+// this one.
+func (r *relax) tighten(c *dualCert, f0 float64, lo, hi []float64) (nlo, nhi, xs []float64, bound float64, shrunk bool) {
 	n := r.p.n()
 	// On a copy with its own warm starts (and no memo): searches that go on from r keep
 	// theirs.
@@ -58,11 +64,11 @@ func (r *relax) tighten(c *dualCert, f0 float64, lo, hi []float64) (nlo, nhi, xs
 	rc.memo = nil
 	r = &rc
 	if c == nil || len(c.lam) != n || !finite(c.konst) || !finite(f0) {
-		return lo, hi, nil, false
+		return lo, hi, nil, math.Inf(1), false
 	}
 	for _, w := range c.coef {
 		if w < 0 || !finite(w) {
-			return lo, hi, nil, false
+			return lo, hi, nil, math.Inf(1), false
 		}
 	}
 	xs = make([]float64, 2*n)
@@ -71,7 +77,7 @@ func (r *relax) tighten(c *dualCert, f0 float64, lo, hi []float64) (nlo, nhi, xs
 	sumM, scale := 0.0, math.Abs(f0)+math.Abs(c.konst)
 	for i := 0; i < n; i++ {
 		if !finite(c.lam[i]) {
-			return lo, hi, nil, false
+			return lo, hi, nil, math.Inf(1), false
 		}
 		xs[i], _ = r.chanArgmax(i, c.coef, c.lam[i])
 		ms[i] = r.chanVal(i, c.coef, xs[i]) - c.lam[i]*xs[i]
@@ -81,10 +87,12 @@ func (r *relax) tighten(c *dualCert, f0 float64, lo, hi []float64) (nlo, nhi, xs
 	// The maximisers and the sums carry rounding errors (M_j a hair low makes the
 	// threshold a hair high): a margin far above them keeps every side sound.
 	tol := 1e-11*scale + 1e-300
-	slack := c.konst + sumM - f0 // the bound's excess over f0
+	bound = c.konst + sumM
+	slack := bound - f0 // the bound's excess over f0
 	if !finite(slack) || slack < -tol {
-		return lo, hi, xs, false // a bound below a feasible plan: rounding at its limit
+		return lo, hi, xs, math.Inf(1), false // a bound below a feasible plan: rounding at its limit
 	}
+	bound += tol // what the caps rest on, sound to rounding
 	for i := 0; i < n; i++ {
 		a, b := lo[i], hi[i]
 		if b <= a {
@@ -127,7 +135,7 @@ func (r *relax) tighten(c *dualCert, f0 float64, lo, hi []float64) (nlo, nhi, xs
 		}
 		hi[i] = b
 	}
-	return lo, hi, xs, shrunk
+	return lo, hi, xs, bound, shrunk
 }
 
 // priceCert is the Lagrangian with every constraint's multiplier at zero: each channel
@@ -140,5 +148,5 @@ func (r *relax) priceCert() *dualCert {
 	for i := range lam {
 		lam[i] = p.cost
 	}
-	return &dualCert{lam: lam, coef: p.w}
+	return &dualCert{lam: lam, coef: p.w, anyBox: true}
 }
