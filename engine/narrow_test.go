@@ -88,7 +88,7 @@ func TestRegressionForcedCapsCertified(t *testing.T) {
 
 // Shares of the total force spend as minimums do: digital, worth most, may take at most
 // 76 % of the total and tv with radio at most 42 %, so spending on digital makes tv and
-// radio spend past their price points. Engines up to 1.2.0 capped tv and radio there and
+// radio spend past their price points. Engines up to 1.2.1 capped tv and radio there and
 // answered "optimal" at a twentieth of the best plan (a generated request).
 func TestRegressionSharesForceSpend(t *testing.T) {
 	req := decodeInternal(t, `{"model":{"model_id":"gen","baseline":308408.64178155694,"channels":{"digital":{"curve":{"type":"logistic","beta":26698.672125989942,"k":0.000003929376503370992,"x0":-65880.50451652374}},"radio":{"curve":{"type":"logistic","beta":126.89840646847225,"k":0.0012488148502151062,"x0":-117.63041076440875}},"tv":{"curve":{"type":"hill","beta":23.349441307938495,"alpha":0.3289073885019104,"kappa":1.9156103025853783}}}},"budget":{"tv":378},"constraints":{"max_share":0.7612787060349432,"groups":[{"name":"g","channels":["tv","radio"],"max_share":0.4217074845502404}]},"objective":{"type":"target_mroi","mroi":0.008362412345595018},"options":{"max_nodes":200}}`)
@@ -358,7 +358,7 @@ func bestSpend(p *problem, i int, a, b float64, m int, ok func(float64) bool) (f
 
 // Six other requests of the same sweep went from a wrong "optimal" (engine 1.1.1, which
 // capped every channel at its price point) to better plans in 1.1.2. The best plans known
-// for them (from 1.1.2 or 1.2.1, whichever is better) are checked here as plans, not
+// for them (from 1.1.2 or 1.2.2, whichever is better) are checked here as plans, not
 // taken on trust: a bound is never below them, and the engine's plan never well below.
 var regressionWrongOptimal = []struct{ seed, req, best string }{
 	{"97889", `{"model":{"model_id":"gen","baseline":0.4394796811947348,"channels":{"digital":{"curve":{"type":"log","beta":13753.059712674178,"kappa":6.858674254732858},"adstock":{"type":"geometric","decay":0.8132849622339208}},"ooh":{"curve":{"type":"power","beta":0.18473953813473307,"alpha":0.30715236419036596}},"radio":{"curve":{"type":"exponential","beta":330977.583577573,"kappa":37382.73669352024}},"search":{"curve":{"type":"log","beta":80878950.61337431,"kappa":1.69395000107692},"adstock":{"type":"geometric","decay":0.5139056992446784}},"social":{"curve":{"type":"log","beta":6950128.403701057,"kappa":799100.9799213501},"adstock":{"type":"geometric","decay":0.7439313344014649}},"tv":{"curve":{"type":"saturation","beta":0.11977193816991419,"kappa":3547230.190678475}}}},"budget":{"digital":8503,"social":30791,"tv":33675},"constraints":{"total":{"min":11021},"channels":{"ooh":{"min":1977},"radio":{"min":5548,"max":6300},"search":{"max":26459}},"max_share":0.31011749446860454,"groups":[{"name":"g","channels":["tv","digital","radio","search"],"min":6584},{"name":"g","channels":["radio","search"],"min":8240}]},"objective":{"type":"target_mroi","mroi":0.08052451727457084},"options":{"max_nodes":200}}`,
