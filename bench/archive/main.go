@@ -268,6 +268,9 @@ func timed(name string, f func() error, err *error) phase {
 			defer func() { pprof.StopCPUProfile(); pf.Close() }()
 		}
 	}
+	// Each phase starts from a collected heap: the previous phase's garbage (the raw
+	// read holds the whole history in memory) is not swept on this one's time.
+	runtime.GC()
 	c0 := cpuTime()
 	start := time.Now()
 	*err = f()

@@ -23,6 +23,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Close the trailer.
 type Writer struct {
 	w      *bufio.Writer
+	under  io.Writer // w's
 	crc    hash.Hash32
 	topics map[string]bool
 	counts map[string]int64
@@ -38,7 +39,7 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	if err := h.check(); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	aw := &Writer{w: bufio.NewWriterSize(w, 1<<20), crc: newCRC(), topics: map[string]bool{}, counts: map[string]int64{}}
+	aw := &Writer{w: bufio.NewWriterSize(w, 1<<20), under: w, crc: newCRC(), topics: map[string]bool{}, counts: map[string]int64{}}
 	for _, t := range h.Topics {
 		aw.topics[t.Name] = true
 		aw.counts[t.Name] = 0
@@ -86,7 +87,17 @@ func (w *Writer) writeEncoded(msgs []streams.Message, buf []byte) error {
 			return fmt.Errorf("archive: message of topic %q, which the header does not list", msgs[i].Topic)
 		}
 	}
-	w.write(buf)
+	// A chunk is large enough to go to the underlying writer without the copy into
+	// the buffer.
+	if err := w.w.Flush(); err != nil {
+		w.err = fmt.Errorf("archive: write: %w", err)
+		return w.err
+	}
+	w.crc.Write(buf)
+	if _, err := w.under.Write(buf); err != nil {
+		w.err = fmt.Errorf("archive: write: %w", err)
+		return w.err
+	}
 	for i := range msgs {
 		w.counts[msgs[i].Topic]++
 	}
