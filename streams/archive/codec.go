@@ -23,7 +23,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Close the trailer.
 type Writer struct {
 	w      *bufio.Writer
-	under  io.Writer // w's
+	under  io.Writer // what w buffers, for writes too large to buffer
 	crc    hash.Hash32
 	topics map[string]bool
 	counts map[string]int64
