@@ -657,7 +657,12 @@ func (l *Log) Read(ctx context.Context, name string, from, to streams.Position, 
 	if err != nil {
 		return fmt.Errorf("jetstream: read %q: %w", name, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	// The client buffers up to 16 MB ahead of fn: the server fills it while fn is busy
+	// and fn has it while the server loads the next block from disk, so the two overlap
+	// on two cores (an export read 180-190k events/s with 1024 messages prefetched,
+	// 255k/s with 16 MB, of about 1.4 KB each). A bound in bytes rather than messages
+	// also caps the memory with large messages (1024 of 1 MB were a gigabyte).
+	it, err := cons.Messages(jetstream.PullMaxBytes(16 << 20))
 	if err != nil {
 		return fmt.Errorf("jetstream: read %q: %w", name, err)
 	}
