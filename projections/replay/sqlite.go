@@ -17,8 +17,8 @@ import (
 // SQLite keeps generations as files beside the live SQLite file: for
 // <dir>/store.db, generation g is <dir>/store.replay-g.db (with its -wal and -shm
 // files while open, or its -journal while a build writes it). A build writes the file
-// in sqlite.OpenBuild's mode, made for one writer; once built, it is opened as the live
-// file is. Nothing may have the live file open during a switch (stop atlas
+// in sqlite.OpenBuild's mode, made for one writer, and starts over if a restart of the
+// machine interrupted it; once built, it is opened as the live file is. Nothing may have the live file open during a switch (stop atlas
 // serve; the embedded log's lock already keeps it from starting while a replay runs).
 //
 // A switch quiesces both files (their WAL folded in, rollback-journal mode, so that
@@ -79,11 +79,21 @@ func (t *SQLite) Open(ctx context.Context, name string, create bool) (store.Stor
 	if !had && !create {
 		return nil, false, fmt.Errorf("%w: %q (no %s)", ErrNotFound, name, p)
 	}
-	open := sqlite.Open
-	if create {
-		open = sqlite.OpenBuild // only Build creates: see Target.Open
+	if !create {
+		s, err := openSQLite(ctx, p, sqlite.Open)
+		return s, had, err
 	}
-	s, err := openSQLite(ctx, p, open)
+	// Only Build creates (see Target.Open): the file is written in sqlite.OpenBuild's
+	// mode. An unfinished build that a restart of the machine interrupted may have lost
+	// writes (its commits are not synced): it starts over.
+	s, err := openSQLite(ctx, p, sqlite.OpenBuild)
+	if errors.Is(err, sqlite.ErrUnsynced) {
+		if err := t.Drop(ctx, name); err != nil {
+			return nil, false, err
+		}
+		s, err = openSQLite(ctx, p, sqlite.OpenBuild)
+		return s, false, err
+	}
 	return s, had, err
 }
 

@@ -24,6 +24,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"os"
 	"regexp"
 	"runtime"
 	"strings"
@@ -43,6 +45,9 @@ type Store struct {
 	json []byte     // scratch for a row's JSON columns
 	r    *sql.DB    // read-only connections
 
+	path     string
+	unsynced bool // a build's commits are not synced (see OpenBuild)
+
 	// failBeforeCheckpoint, set by tests, runs inside Apply's transaction after the rows
 	// and before the checkpoint; an error aborts the Apply.
 	failBeforeCheckpoint func() error
@@ -59,19 +64,101 @@ func Open(path string) (*Store, error) {
 // OpenBuild opens the file at path, creating it if needed, to build a replay's
 // generation (projections/replay): one writer, and reads only of what it wrote.
 //
-// The file is then written with a rollback journal instead of a write-ahead log: pages
-// are written once, into the file, rather than into the log and again into the file,
-// and a transaction that did not commit is rolled back from the journal when the file
-// is next opened. synchronous=FULL keeps every commit as durable as Open's are (more:
-// a power loss loses no committed transaction), so an interrupted build, even by a
-// power loss, resumes from its checkpoint. Readers wait while a commit writes, which
-// costs nothing here: the replay reads between its writes. Open puts the file back in
-// WAL mode.
+// The file is written with a rollback journal instead of a write-ahead log: pages are
+// written once, into the file, rather than into the log and again into the file, and a
+// transaction that did not commit is rolled back from the journal when the file is next
+// opened, so a build that a crash or a kill interrupts resumes from its checkpoint.
+// Readers wait while a commit writes, which costs nothing here: the replay reads
+// between its writes. Open puts the file back in WAL mode.
+//
+// Durability: commits are not synced (synchronous=OFF) while the build runs, which
+// spares the writer, the replay's critical path, a good part of its time (see
+// BENCHMARKS.md); a process crash loses nothing, since the system has every write, but
+// a restart of the machine may lose writes of an unfinished build, in any order. So
+// the file is marked with the boot it is being built in (its user_version, written and
+// synced first), and recording the generation finished (SetGeneration) syncs the whole
+// file and clears the mark in one commit. Opened for a build after another boot, a
+// marked file returns ErrUnsynced: it may have lost writes, and the build must start
+// over. Where the boot cannot be told (not Linux), or the generation is finished
+// already, every commit is synced (synchronous=FULL).
 func OpenBuild(path string) (*Store, error) {
+	return openBuild(path, bootID())
+}
+
+// ErrUnsynced is returned by OpenBuild for an unfinished build that a restart of the
+// machine interrupted: its file may have lost writes.
+var ErrUnsynced = errors.New("sqlite: a build that a restart of the machine interrupted may have lost writes")
+
+func openBuild(path, boot string) (*Store, error) {
 	if path == ":memory:" {
 		return nil, fmt.Errorf("sqlite: a build needs a file")
 	}
-	return open(path, buildMode)
+	s, err := open(path, buildMode)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.markBuild(boot); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// markBuild checks and sets the mark of an unsynced build (see OpenBuild) and stops
+// syncing; it leaves a finished generation, or a file in an unknown boot, synced.
+func (s *Store) markBuild(boot string) error {
+	ctx := context.Background()
+	var mark int32
+	if err := s.r.QueryRowContext(ctx, "PRAGMA user_version").Scan(&mark); err != nil {
+		return fmt.Errorf("sqlite: open for a build: %w", err)
+	}
+	var tables int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'generation'`).Scan(&tables); err != nil {
+		return fmt.Errorf("sqlite: open for a build: %w", err)
+	}
+	var g store.Generation
+	if tables > 0 { // else a new file, not migrated yet
+		var err error
+		if g, err = s.generation(ctx); err != nil {
+			return fmt.Errorf("sqlite: open for a build: %w", err)
+		}
+	}
+	tag := bootTag(boot)
+	switch {
+	case !g.Finished.IsZero():
+		return nil // finished: nothing more to build, and already synced
+	case mark != 0 && mark != tag:
+		return fmt.Errorf("%w (%s)", ErrUnsynced, s.path)
+	case boot == "":
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mark == 0 {
+		// Synced (synchronous=FULL still) before any unsynced write.
+		if err := s.w.exec(fmt.Sprintf("PRAGMA user_version = %d", tag)); err != nil {
+			return fmt.Errorf("sqlite: open for a build: %w", err)
+		}
+	}
+	if err := s.w.exec("PRAGMA synchronous=OFF"); err != nil {
+		return fmt.Errorf("sqlite: open for a build: %w", err)
+	}
+	s.unsynced = true
+	return nil
+}
+
+// bootID identifies the machine's current boot ("" where unknown).
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// bootTag is boot as a non-zero user_version.
+func bootTag(boot string) int32 {
+	return int32(crc32.ChecksumIEEE([]byte(boot)) | 1)
 }
 
 type mode int
@@ -89,7 +176,7 @@ const (
 func (m mode) pragmas() string {
 	const common = "PRAGMA page_size=16384; PRAGMA cache_size=-32768; PRAGMA temp_store=2; "
 	if m == buildMode {
-		return common + "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL"
+		return common + "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL" // see OpenBuild
 	}
 	return common + "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
 }
@@ -139,7 +226,7 @@ func open(path string, m mode) (*Store, error) {
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	return &Store{w: w, r: r}, nil
+	return &Store{w: w, r: r, path: path}, nil
 }
 
 // Migrate creates the tables and indexes (schemas/ddl/sqlite.sql).
@@ -633,18 +720,28 @@ FROM dead_letters ORDER BY time_ns DESC, log_topic DESC, log_partition DESC, log
 
 // Generation returns the generation the file records (zero when none).
 func (s *Store) Generation(ctx context.Context) (store.Generation, error) {
+	g, err := s.generation(ctx)
+	if err != nil {
+		return g, fmt.Errorf("sqlite: generation: %w", err)
+	}
+	return g, nil
+}
+
+func (s *Store) generation(ctx context.Context) (store.Generation, error) {
 	var body string
 	err := s.r.QueryRowContext(ctx, `SELECT body FROM generation WHERE id = 1`).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Generation{}, nil
 	}
 	if err != nil {
-		return store.Generation{}, fmt.Errorf("sqlite: generation: %w", err)
+		return store.Generation{}, err
 	}
 	return store.DecodeGeneration(body)
 }
 
-// SetGeneration records g.
+// SetGeneration records g. For a build whose commits are not synced (see OpenBuild),
+// recording it finished syncs the whole file and clears the build's mark in the same
+// commit.
 func (s *Store) SetGeneration(ctx context.Context, g store.Generation) error {
 	body, err := store.EncodeGeneration(g)
 	if err != nil {
@@ -652,16 +749,40 @@ func (s *Store) SetGeneration(ctx context.Context, g store.Generation) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	finish := s.unsynced && !g.Finished.IsZero()
+	if err := s.setGeneration(body, finish); err != nil {
+		return fmt.Errorf("sqlite: set generation: %w", err)
+	}
+	if finish {
+		s.unsynced = false
+	}
+	return nil
+}
+
+func (s *Store) setGeneration(body string, finish bool) error {
+	if finish {
+		// The commit's fsync of the file writes out every page the unsynced commits
+		// left to the system.
+		if err := s.w.exec("PRAGMA synchronous=FULL; BEGIN IMMEDIATE; PRAGMA user_version = 0"); err != nil {
+			s.w.rollback()
+			return err
+		}
+	}
 	st, err := s.w.prepare(upsertGeneration, 1)
 	if err == nil {
 		v := s.w.binder(st)
 		v.text(body)
 		err = s.w.run(st, v)
 	}
-	if err != nil {
-		return fmt.Errorf("sqlite: set generation: %w", err)
+	if finish {
+		if err == nil {
+			err = s.w.exec("COMMIT")
+		}
+		if err != nil {
+			s.w.rollback()
+		}
 	}
-	return nil
+	return err
 }
 
 // Quiesce folds the write-ahead log of the database file at path into the file and

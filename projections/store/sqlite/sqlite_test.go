@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/atlas-mmm/atlas/projections/store"
 	"github.com/atlas-mmm/atlas/projections/store/storetest"
@@ -270,4 +271,80 @@ func journalMode(t *testing.T, s *Store) string {
 		t.Fatal(err)
 	}
 	return mode
+}
+
+func userVersion(t *testing.T, s *Store) int32 {
+	t.Helper()
+	var v int32
+	if err := s.r.QueryRowContext(context.Background(), "PRAGMA user_version").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// A build in a known boot is marked with it and not synced until it is recorded
+// finished; opened again in another boot, an unfinished one is refused (ErrUnsynced),
+// a finished one is not, and in the same boot an unfinished one resumes. Where the
+// boot is unknown, a build is synced throughout.
+func TestBuildSyncAndBootMark(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	build := func(path, boot string) *Store {
+		t.Helper()
+		s, err := openBuild(path, boot)
+		if err != nil {
+			t.Fatalf("openBuild(%s, %q): %v", filepath.Base(path), boot, err)
+		}
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	batch := store.Batch{Allocations: []store.Allocation{{RequestID: "r", Channel: "tv", Spend: 1}},
+		Checkpoint: map[string]map[int]int64{"t": {0: 1}}, Projector: "p"}
+
+	unfinished := filepath.Join(dir, "unfinished.db")
+	s := build(unfinished, "boot-a")
+	if !s.unsynced || userVersion(t, s) != bootTag("boot-a") {
+		t.Fatalf("new build: unsynced %v, mark %d; want unsynced, marked %d", s.unsynced, userVersion(t, s), bootTag("boot-a"))
+	}
+	if err := s.Apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetGeneration(ctx, store.Generation{Name: "g", Started: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.unsynced || userVersion(t, s) != bootTag("boot-a") {
+		t.Error("recording an unfinished generation ended the unsynced build")
+	}
+	s.Close()
+	if _, err := openBuild(unfinished, "boot-b"); !errors.Is(err, ErrUnsynced) {
+		t.Errorf("unfinished build opened in another boot: %v, want ErrUnsynced", err)
+	}
+	if _, err := openBuild(unfinished, ""); !errors.Is(err, ErrUnsynced) {
+		t.Errorf("unfinished build opened in an unknown boot: %v, want ErrUnsynced", err)
+	}
+	s = build(unfinished, "boot-a") // the same boot: resumes
+	cp, err := s.Checkpoint(ctx, "p")
+	if err != nil || cp["t"][0] != 1 {
+		t.Errorf("resumed build: checkpoint %v, %v", cp, err)
+	}
+	if err := s.SetGeneration(ctx, store.Generation{Name: "g", Started: time.Now(), Finished: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if s.unsynced || userVersion(t, s) != 0 {
+		t.Errorf("finished build: unsynced %v, mark %d; want synced, no mark", s.unsynced, userVersion(t, s))
+	}
+	s.Close()
+	s = build(unfinished, "boot-b") // finished: another boot is harmless
+	if s.unsynced || userVersion(t, s) != 0 {
+		t.Errorf("finished build opened in another boot: unsynced %v, mark %d", s.unsynced, userVersion(t, s))
+	}
+	s.Close()
+
+	unknown := build(filepath.Join(dir, "unknown.db"), "")
+	defer unknown.Close()
+	if unknown.unsynced || userVersion(t, unknown) != 0 {
+		t.Errorf("build in an unknown boot: unsynced %v, mark %d; want synced, no mark", unknown.unsynced, userVersion(t, unknown))
+	}
 }
