@@ -268,7 +268,7 @@ func (p *Projector) step(ctx context.Context) (int, error) {
 		p.started = time.Now()
 	}
 	p.mu.Unlock()
-	ap := &applier{p: p, gens: gens, gen: gen, done: make(chan error, 1)}
+	ap := &applier{p: p, gens: gens, gen: gen}
 	total := 0
 	topics := []string{p.Topics.Models, p.Topics.Requests, p.Topics.Results, p.Topics.DeadLetters}
 	// With CommitRows, batches go with More (the store may hold them back) until
@@ -360,33 +360,89 @@ func (p *Projector) step(ctx context.Context) (int, error) {
 // firstBatchRows is the size of a Step's first batch (see step).
 const firstBatchRows = 1000
 
-// applier applies a Step's batches in order on a goroutine of its own, one at a time,
-// so that the next batch is read and built while the previous one is written.
+// applier applies a Step's batches in order on a goroutine of its own, so that the
+// next batches are read and built while earlier ones are written. Up to inFlight
+// batches are handed over at a time, one being written and the others waiting their
+// turn: the reader goes on while the writer waits for its disk (a commit's fsyncs), or
+// the cores stood idle. After a failure the batches still waiting are dropped.
 type applier struct {
-	p    *Projector
-	gens store.Generations // nil if the store records none
-	gen  store.Generation  // as the Step found it
-	done chan error        // the outcome of the batch in flight
-	busy bool
+	p       *Projector
+	gens    store.Generations // nil if the store records none
+	gen     store.Generation  // as the Step found it
+	jobs    chan applyJob     // handed over, in order (nil until the first)
+	results chan error        // each job's outcome, in order
+	pending int               // jobs whose outcome has not been taken
+	err     error             // the first failure taken
 }
 
-// submit waits for the batch in flight, then starts applying b.
+type applyJob struct {
+	ctx    context.Context
+	b      store.Batch
+	topic  string
+	msgs   int
+	newest time.Time
+}
+
+// inFlight is how many batches an applier holds at most (see applier).
+const inFlight = 2
+
+// errDropped is the outcome of a batch dropped after an earlier one failed.
+var errDropped = errors.New("projections: batch dropped after a failure")
+
+// submit hands b over, first waiting for the oldest batch if inFlight are held; it
+// returns the first failure met so far.
 func (a *applier) submit(ctx context.Context, b store.Batch, topic string, msgs int, newest time.Time) error {
-	if err := a.wait(); err != nil {
-		return err
+	if a.err != nil {
+		return a.err
 	}
-	a.busy = true
-	go func() { a.done <- a.apply(ctx, b, topic, msgs, newest) }()
+	if a.jobs == nil {
+		a.jobs = make(chan applyJob, inFlight)
+		a.results = make(chan error, inFlight)
+		go a.run(a.jobs, a.results)
+	}
+	for a.pending >= inFlight {
+		if err := a.take(); err != nil {
+			return err
+		}
+	}
+	a.jobs <- applyJob{ctx, b, topic, msgs, newest} // room: pending < inFlight
+	a.pending++
 	return nil
 }
 
-// wait returns the outcome of the batch in flight (nil if none).
-func (a *applier) wait() error {
-	if !a.busy {
-		return nil
+// take waits for the oldest outcome and returns the first failure so far.
+func (a *applier) take() error {
+	if err := <-a.results; err != nil && a.err == nil {
+		a.err = err
 	}
-	a.busy = false
-	return <-a.done
+	a.pending--
+	return a.err
+}
+
+// wait waits for every batch handed over, ends the goroutine and returns the first
+// failure (nil if none).
+func (a *applier) wait() error {
+	for a.pending > 0 {
+		a.take()
+	}
+	if a.jobs != nil {
+		close(a.jobs)
+		a.jobs = nil
+	}
+	return a.err
+}
+
+func (a *applier) run(jobs <-chan applyJob, results chan<- error) {
+	failed := false
+	for j := range jobs {
+		if failed {
+			results <- errDropped
+			continue
+		}
+		err := a.apply(j.ctx, j.b, j.topic, j.msgs, j.newest)
+		failed = err != nil
+		results <- err
+	}
 }
 
 func (a *applier) apply(ctx context.Context, b store.Batch, topic string, msgs int, newest time.Time) error {
