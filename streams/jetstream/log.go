@@ -244,6 +244,28 @@ func Subjects(topic string) string { return sanitize(topic) + ".*" }
 // subject (nil for a record without a key). The value is the message's data.
 func MessageKey(h nats.Header) ([]byte, error) { return keyFromHeader(h) }
 
+// stillOn reports why a long Append must stop: its context ended or the log closed.
+// Appends check it every few hundred records rather than per record.
+func (l *Log) stillOn(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if l.isClosed() {
+		return streams.ErrClosed
+	}
+	return nil
+}
+
+// message is the NATS message that stores r in t: its partition's subject, and the
+// key and time in headers.
+func (t *topic) message(r streams.Record) *nats.Msg {
+	return &nats.Msg{
+		Subject: t.subjects[Partition(r.Key, t.partitions)],
+		Header:  recordHeader(r.Key, r.Time),
+		Data:    r.Value,
+	}
+}
+
 func (l *Log) isClosed() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -381,18 +403,11 @@ func (l *Log) Append(ctx context.Context, name string, recs ...streams.Record) e
 	}
 	for i, r := range recs {
 		if i%256 == 0 {
-			if err := ctx.Err(); err != nil {
+			if err := l.stillOn(ctx); err != nil {
 				return err
 			}
-			if l.isClosed() {
-				return streams.ErrClosed
-			}
 		}
-		m := &nats.Msg{
-			Subject: t.subjects[Partition(r.Key, t.partitions)],
-			Header:  recordHeader(r.Key, r.Time),
-			Data:    r.Value,
-		}
+		m := t.message(r)
 		f, err := l.js.PublishMsgAsync(m, publishOpts...)
 		if err != nil {
 			if l.isClosed() {
@@ -497,18 +512,11 @@ func (l *Log) AppendOwned(ctx context.Context, name string, recs ...streams.Reco
 	}
 	for i, r := range recs {
 		if i%256 == 0 {
-			if err := ctx.Err(); err != nil {
+			if err := l.stillOn(ctx); err != nil {
 				return err
 			}
-			if l.isClosed() {
-				return streams.ErrClosed
-			}
 		}
-		m := &nats.Msg{
-			Subject: t.subjects[Partition(r.Key, t.partitions)],
-			Header:  recordHeader(r.Key, r.Time),
-			Data:    r.Value,
-		}
+		m := t.message(r)
 		if i%ownedAckEvery != 0 && i != len(recs)-1 {
 			if err := l.nc.PublishMsg(m); err != nil {
 				return fail(err)
