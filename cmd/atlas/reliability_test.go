@@ -167,6 +167,28 @@ func checkResults(t *testing.T, l streams.Log, topics processor.Topics, n int) i
 	return events
 }
 
+// waitResults waits until the results topic holds a result for each of n requests, or
+// the deadline passes (checkResults then names what is missing).
+func waitResults(t *testing.T, l streams.Log, topics processor.Topics, n int, deadline time.Time) {
+	t.Helper()
+	for {
+		seen := map[string]bool{}
+		err := l.Read(context.Background(), topics.Results, streams.Position{}, streams.Position{}, func(m streams.Message) error {
+			if e, err := event.Decode(m.Value); err == nil {
+				seen[e.RequestID()] = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) >= n || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func registryJSON(t *testing.T, l streams.Log, topics processor.Topics) []byte {
 	t.Helper()
 	p, err := processor.New(processor.Config{Log: l, Topics: topics})
@@ -424,6 +446,9 @@ func TestTwoProcessorsShareKafka(t *testing.T) {
 	if na == 0 || nb == 0 {
 		t.Fatalf("one processor did all the work (%d / %d): the group did not share the partitions", na, nb)
 	}
+	// The counter goes up when a request is solved, before its result is acknowledged
+	// by the log: wait for the results themselves.
+	waitResults(t, l, topics, n, time.Now().Add(60*time.Second))
 	// A rebalance while the second member joins may redeliver uncommitted requests
 	// (at least once): repeats are allowed, but must be byte-identical (checkResults).
 	events := checkResults(t, l, topics, n)
