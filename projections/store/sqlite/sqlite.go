@@ -32,6 +32,7 @@ import (
 	"sync"
 
 	"github.com/atlas-mmm/atlas/projections/store"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
@@ -184,6 +185,16 @@ func (m mode) pragmas() string {
 // busyTimeout is how long a connection waits for a lock another holds.
 const busyTimeout = 10000 // ms
 
+// lockErr is err, or, when ctx is done and err is SQLite's "database is locked" (a
+// wait for a lock that gave up, see writer.watch), ctx's error with SQLite's.
+func lockErr(ctx context.Context, err error) error {
+	var se *sqliteError
+	if ctx.Err() != nil && errors.As(err, &se) && se.Code&0xff == sqlite3.SQLITE_BUSY {
+		return fmt.Errorf("gave up waiting for the database lock: %w (%w)", ctx.Err(), err)
+	}
+	return err
+}
+
 func open(path string, m mode) (*Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: bad path %q", path)
@@ -210,7 +221,7 @@ func open(path string, m mode) (*Store, error) {
 	if vfs == "" {
 		setup = m.pragmas()
 	}
-	if err := w.busyTimeout(busyTimeout); err != nil {
+	if err := w.setBusy(busyTimeout); err != nil {
 		w.close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -233,12 +244,13 @@ func open(path string, m mode) (*Store, error) {
 func (s *Store) Migrate(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.w.watch(ctx)()
 	for _, stmt := range store.SplitSQL(DDL) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if err := s.w.exec(stmt); err != nil {
-			return fmt.Errorf("sqlite: migrate: %w", err)
+			return fmt.Errorf("sqlite: migrate: %w", lockErr(ctx, err))
 		}
 	}
 	return nil
@@ -318,16 +330,17 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.w.watch(ctx)()
 	if err := s.w.exec("BEGIN IMMEDIATE"); err != nil {
-		return fmt.Errorf("sqlite: apply: %w", err)
+		return fmt.Errorf("sqlite: apply: %w", lockErr(ctx, err))
 	}
 	if err := s.apply(ctx, b); err != nil {
 		s.w.rollback()
-		return fmt.Errorf("sqlite: apply: %w", err)
+		return fmt.Errorf("sqlite: apply: %w", lockErr(ctx, err))
 	}
 	if err := s.w.exec("COMMIT"); err != nil {
 		s.w.rollback()
-		return fmt.Errorf("sqlite: apply: commit: %w", err)
+		return fmt.Errorf("sqlite: apply: commit: %w", lockErr(ctx, err))
 	}
 	return nil
 }
@@ -749,9 +762,10 @@ func (s *Store) SetGeneration(ctx context.Context, g store.Generation) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.w.watch(ctx)()
 	finish := s.unsynced && !g.Finished.IsZero()
 	if err := s.setGeneration(body, finish); err != nil {
-		return fmt.Errorf("sqlite: set generation: %w", err)
+		return fmt.Errorf("sqlite: set generation: %w", lockErr(ctx, err))
 	}
 	if finish {
 		s.unsynced = false

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -346,5 +347,72 @@ func TestBuildSyncAndBootMark(t *testing.T) {
 	defer unknown.Close()
 	if unknown.unsynced || userVersion(t, unknown) != 0 {
 		t.Errorf("build in an unknown boot: unsynced %v, mark %d; want synced, no mark", unknown.unsynced, userVersion(t, unknown))
+	}
+}
+
+// holdLock opens a second connection to the store's file and takes its write lock, as
+// another process would (a replay switching files, a second atlas on the same file);
+// the returned func releases it.
+func holdLock(t *testing.T, path string) (release func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := conn.ExecContext(context.Background(), "COMMIT"); err != nil {
+			t.Error(err)
+		}
+		conn.Close()
+	}
+}
+
+// A writer waiting for a lock another connection holds gives up when its context is
+// done, rather than at the end of the busy timeout (10 s), and keeps waiting, and
+// then writes, when it is not.
+func TestApplyLockWaitEndsWithContext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "atlas.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	batch := store.Batch{Allocations: []store.Allocation{{RequestID: "r", Channel: "tv", Spend: 1}},
+		Checkpoint: map[string]map[int]int64{"t": {0: 1}}, Projector: "p"}
+
+	release := holdLock(t, path)
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
+	err = s.Apply(cctx, batch)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply while another holds the lock, cancelled after 200 ms: %v, want context.Canceled", err)
+	}
+	t.Logf("gave up after %v: %v", time.Since(start), err)
+
+	// The cancellation of the call before must not cut this one's wait short: it waits
+	// until the lock is released.
+	time.AfterFunc(300*time.Millisecond, release)
+	waitCtx, waitCancel := context.WithCancel(ctx)
+	defer waitCancel()
+	if err := s.Apply(waitCtx, batch); err != nil {
+		t.Fatalf("Apply waiting for a lock released after 300 ms: %v", err)
+	}
+	as, err := s.Allocations(ctx, "r")
+	if err != nil || len(as) != 1 {
+		t.Fatalf("allocations: %v, %v", as, err)
 	}
 }

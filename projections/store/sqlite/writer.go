@@ -1,10 +1,14 @@
 package sqlite
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
+	"time"
+	"unsafe"
 
 	"modernc.org/libc"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -27,6 +31,7 @@ type writer struct {
 	tls   *libc.TLS
 	db    uintptr
 	out   uintptr             // 8 bytes of C memory for the API's out parameters
+	wait  uintptr             // a waitState in C memory, busyWait's (see setBusy)
 	stmts map[stmtKey]uintptr // prepared statements
 	arena arena
 	bind  binder // reused by every statement
@@ -93,12 +98,113 @@ func (w *writer) error(rc int32) error {
 	return &sqliteError{Code: int(rc), Msg: msg}
 }
 
-// busyTimeout makes the connection retry a locked database for up to ms milliseconds.
-func (w *writer) busyTimeout(ms int32) error {
-	if rc := sqlite3.Xsqlite3_busy_timeout(w.tls, w.db, ms); rc != sqlite3.SQLITE_OK {
+// waitState is what busyWait needs, kept in C memory so that the callback finds it
+// through its argument alone, with no Go pointer handed to C and no registry.
+type waitState struct {
+	timeoutMS int32 // how long one call waits for a lock in all
+	call      int32 // numbers the calls watch starts
+	cancelled int32 // the highest call whose context is done
+}
+
+// setBusy makes the connection retry a locked database for up to ms milliseconds,
+// with busyWait rather than SQLite's sqlite3_busy_timeout: SQLite's callback sleeps
+// to the end of the timeout whatever happens, and sqlite3_interrupt does not reach a
+// connection that waits for a lock, only a running statement. So a writer waiting for
+// a lock another process holds (a replay switching files, a second atlas on the same
+// file) kept a shutdown or a cancelled replay waiting up to the whole timeout.
+func (w *writer) setBusy(ms int32) error {
+	if w.wait == 0 {
+		if w.wait = libc.Xcalloc(w.tls, 1, waitStateSize); w.wait == 0 {
+			return errors.New("sqlite: out of memory")
+		}
+	}
+	w.state().timeoutMS = ms
+	if rc := sqlite3.Xsqlite3_busy_handler(w.tls, w.db, cFuncPointer(busyWait), w.wait); rc != sqlite3.SQLITE_OK {
 		return w.error(rc)
 	}
 	return nil
+}
+
+// waitStateSize is the C memory setBusy allocates for a waitState (the array below
+// fails to compile if a waitState outgrows it).
+const waitStateSize = 16
+
+var _ [waitStateSize - unsafe.Sizeof(waitState{})]byte
+
+func (w *writer) state() *waitState { return (*waitState)(cMemory(w.wait)) }
+
+// cMemory is the address p of memory libc allocated, as a pointer. That memory is
+// outside Go's heap, neither moved nor collected, so holding its address as a uintptr
+// is sound; the reinterpretation (rather than a conversion) says so to go vet, whose
+// check of uintptr conversions is about Go memory.
+func cMemory(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
+
+// watch makes the lock waits of the calls that follow, until release, give up once ctx
+// is done; the call waiting then fails with SQLITE_BUSY, which callers report as
+// ctx.Err(). Calls are numbered so that the cancellation of an earlier context,
+// arriving late, cannot cut a later call's wait short.
+func (w *writer) watch(ctx context.Context) (release func()) {
+	if w.wait == 0 || ctx.Done() == nil {
+		return func() {}
+	}
+	st := w.state()
+	call := atomic.AddInt32(&st.call, 1)
+	stop := context.AfterFunc(ctx, func() {
+		for {
+			c := atomic.LoadInt32(&st.cancelled)
+			if c >= call || atomic.CompareAndSwapInt32(&st.cancelled, c, call) {
+				return
+			}
+		}
+	})
+	return func() { stop() }
+}
+
+// The retry schedule of SQLite's own busy callback (sqliteDefaultBusyCallback): the
+// delay before the n-th retry and the time waited before it, in ms.
+var (
+	busyDelays = [...]int32{1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100}
+	busyTotals = [...]int32{0, 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228}
+)
+
+// busyPoll is how often a wait looks at its call's cancellation.
+const busyPoll = 5 * time.Millisecond
+
+// busyWait is SQLite's busy callback for the writer: the schedule of SQLite's own,
+// except that it gives up as soon as the context of the call in progress is done (see
+// watch). It runs on the goroutine of that call; pArg is the writer's waitState.
+func busyWait(_ *libc.TLS, pArg uintptr, count int32) int32 {
+	st := (*waitState)(cMemory(pArg))
+	n := int32(len(busyDelays))
+	var delay, prior int32
+	if count < n {
+		delay, prior = busyDelays[count], busyTotals[count]
+	} else {
+		delay = busyDelays[n-1]
+		prior = busyTotals[n-1] + delay*(count-(n-1))
+	}
+	if prior+delay > st.timeoutMS {
+		if delay = st.timeoutMS - prior; delay <= 0 {
+			return 0
+		}
+	}
+	call := atomic.LoadInt32(&st.call)
+	for left := time.Duration(delay) * time.Millisecond; ; left -= busyPoll {
+		if atomic.LoadInt32(&st.cancelled) == call {
+			return 0
+		}
+		if left <= 0 {
+			return 1
+		}
+		time.Sleep(min(left, busyPoll))
+	}
+}
+
+// cFuncPointer is the C function pointer of a Go function declared at package level,
+// the form modernc.org/libc calls back (Go's function values are pointers to the code
+// pointer: https://golang.org/s/go11func). Never a closure.
+func cFuncPointer[T any](f T) uintptr {
+	return *(*uintptr)(unsafe.Pointer(&struct{ f T }{f}))
 }
 
 // errClosed is returned by a closed writer.
@@ -206,6 +312,10 @@ func (w *writer) close() error {
 		w.db = 0
 	}
 	w.arena.free(w.tls)
+	if w.wait != 0 {
+		libc.Xfree(w.tls, w.wait)
+		w.wait = 0
+	}
 	if w.out != 0 {
 		libc.Xfree(w.tls, w.out)
 		w.out = 0
