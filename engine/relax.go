@@ -29,19 +29,25 @@ type relax struct {
 // child is the relaxation on a box that differs from r's in the channels listed: their
 // envelopes are rebuilt, the others shared, and the search starts from r's price.
 func (r *relax) child(lo, hi []float64, changed ...int) *relax {
-	c := &relax{p: r.p, lo: lo, hi: hi, used: r.used, lamHint: r.lam}
-	c.env = make([][]envelope, len(r.env))
+	// The first children of a solve come from its memory (nothing of a relaxation
+	// outlives the solve); a long search's come from the heap, so that the relaxations it
+	// has closed are collected as it goes rather than held until it ends.
+	ws := r.p.ws.forChild()
+	c := ws.relax()
+	*c = relax{p: r.p, lo: lo, hi: hi, used: r.used, lamHint: r.lam}
+	c.env = ws.envRows(len(r.env))
 	copy(c.env, r.env)
-	c.cs = append([]chanState(nil), r.cs...)
+	c.cs = ws.chanStates(len(r.cs))
+	copy(c.cs, r.cs)
 	if r.memo != nil {
-		c.memo = make([]argmaxMemo, len(r.memo))
+		c.memo = ws.memos(len(r.memo))
 		copy(c.memo, r.memo)
 	}
 	for _, i := range changed {
 		if c.memo != nil {
 			c.memo[i] = argmaxMemo{} // a new box
 		}
-		row := make([]envelope, len(r.env[i]))
+		row := ws.envelopes(len(r.env[i]))
 		for k, t := range r.p.terms[i] {
 			if t != nil && r.used[k] {
 				row[k] = newEnvelope(t, lo[i], hi[i])
@@ -756,7 +762,7 @@ func dualTotal(v, lam, cost, tlo, thi float64) float64 {
 // breakpoints lists the prices at which some channel's maximiser jumps: the slopes of
 // linear pieces of the envelopes, in increasing order.
 func (r *relax) breakpoints(coef []float64) []float64 {
-	var b []float64
+	b := r.p.ws.breaks()
 	for i := range r.env {
 		single := r.single(i, coef)
 		if single < 0 || r.hi[i] <= r.lo[i] {
@@ -775,5 +781,6 @@ func (r *relax) breakpoints(coef []float64) []float64 {
 		}
 	}
 	sort.Float64s(b)
+	r.p.ws.keepBreaks(b)
 	return b
 }

@@ -22,6 +22,7 @@ type scratch struct {
 	rOff  int
 	price []float64    // the price search's work arrays, reused call after call
 	cms   []chanModel  // the price search's channel models, likewise
+	brk   []float64    // the price search's breakpoints, likewise
 	mem   []argmaxMemo // carved by memos
 	mOff  int
 	cst   []chanState // carved by chanStates
@@ -32,6 +33,7 @@ type scratch struct {
 	pOff  int
 	rel   []relax // carved by relax
 	xOff  int
+	kids  int // child relaxations carved so far (see forChild)
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -43,7 +45,8 @@ func getScratch() *scratch { return scratchPool.Get().(*scratch) }
 
 func putScratch(w *scratch) {
 	w.fOff, w.sOff, w.lOff, w.eOff, w.rOff, w.mOff, w.cOff, w.bOff, w.pOff, w.xOff = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
-	if cap(w.f) > maxScratch || cap(w.price) > maxScratch || cap(w.env) > maxScratch || cap(w.cms) > maxScratch || cap(w.mem) > maxScratch || cap(w.cst) > maxScratch {
+	w.kids = 0
+	if cap(w.f) > maxScratch || cap(w.price) > maxScratch || cap(w.env) > maxScratch || cap(w.cms) > maxScratch || cap(w.brk) > maxScratch || cap(w.mem) > maxScratch || cap(w.cst) > maxScratch {
 		return // a very large problem's memory is not worth keeping
 	}
 	// What the slabs still point to (labels, curves) stays reachable until the pool lets
@@ -120,6 +123,22 @@ func (w *scratch) priceWork(n int) []float64 {
 	return out
 }
 
+// breaks returns an empty slice to append the price search's breakpoints to; keepBreaks
+// takes it back once appended to (grown, perhaps), for the next search of the solve. Like
+// priceWork, one buffer serves every call of a solve.
+func (w *scratch) breaks() []float64 {
+	if w == nil {
+		return nil
+	}
+	return w.brk[:0]
+}
+
+func (w *scratch) keepBreaks(b []float64) {
+	if w != nil && cap(b) > cap(w.brk) {
+		w.brk = b
+	}
+}
+
 // models returns n channel models for the price search (contents undefined: the search
 // sets each before use). Like priceWork, one buffer serves every call of a solve.
 func (w *scratch) models(n int) []chanModel {
@@ -170,4 +189,19 @@ func (w *scratch) relax() *relax {
 		return new(relax)
 	}
 	return &carve(&w.rel, &w.xOff, 1)[0]
+}
+
+// maxScratchKids is how many child relaxations of a solve come from its scratch: enough
+// for the searches most requests need, few enough that a long search does not hold the
+// memory of every node it closed until it ends.
+const maxScratchKids = 32
+
+// forChild returns w for the arrays of one more child relaxation, or nil (allocate) once
+// the solve has had maxScratchKids of them.
+func (w *scratch) forChild() *scratch {
+	if w == nil || w.kids >= maxScratchKids {
+		return nil
+	}
+	w.kids++
+	return w
 }
