@@ -48,6 +48,11 @@ type term struct {
 	// finite.
 	z0, fz0, d1z0, d2z0 float64
 	hasZ0               bool
+	// zt, fzt, d1zt, d2zt: the envelope's own tangency point from the origin, z0 or a
+	// few ulps past it (where the tangent line no longer passes below the origin through
+	// rounding), as newEnvelope steps to it from z0 on a box [0, b] with b > zt: the same
+	// steps here, once, so the same bits.
+	zt, fzt, d1zt, d2zt float64
 
 	// piecewise: breakpoints in curve units including (0,0), slopes between them; the
 	// slope after the last point is 0.
@@ -85,6 +90,7 @@ func newTerm(c *Curve, a *Adstock) *term {
 			if z0 := t.kappa * math.Pow(t.alpha-1, 1/t.alpha) / t.s; z0 > 0 && !math.IsInf(z0, 1) {
 				t.z0, t.hasZ0 = z0, true
 				t.fz0, t.d1z0, t.d2z0 = t.vd12(z0)
+				t.zt, t.fzt, t.d1zt, t.d2zt = tangentFrom0(t, z0, t.fz0, t.d1z0, t.d2z0)
 			}
 		}
 	case "saturation":

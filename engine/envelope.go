@@ -77,6 +77,12 @@ func newEnvelope(t *term, a, b float64) envelope {
 	// slope, so the envelope is a true concave majorant however the iteration ended.
 	var fz, d1z, d2z float64
 	if !iterate && t.hasZ0 && z == t.z0 {
+		if a == 0 && t.zt < b {
+			// the point and values below, from the same steps at the term's compilation
+			e.z, e.m, e.d2z = t.zt, t.d1zt, t.d2zt
+			e.fa = t.fzt - e.m*(t.zt-a)
+			return e
+		}
 		fz, d1z, d2z = t.fz0, t.d1z0, t.d2z0 // computed with the term
 	} else {
 		fz, d1z, d2z = t.vd12(z)
@@ -97,6 +103,20 @@ func newEnvelope(t *term, a, b float64) envelope {
 	e.d2z = d2z
 	e.fa = fz - e.m*(z-a)
 	return e
+}
+
+// tangentFrom0 is newEnvelope's last steps on a box [0, b) with b beyond the answer,
+// from z = z0 with f, f', f” there: from z on, the first point past the tangency from the
+// origin (ψ ≤ 0), and f, f', f” there.
+func tangentFrom0(t *term, z, fz, d1z, d2z float64) (float64, float64, float64, float64) {
+	fa := t.val(0)
+	psi := d1z*z - (fz - fa)
+	for step := 1e-13 * z; psi > 0; step *= 4 {
+		z = z + step
+		fz, d1z, d2z = t.vd12(z)
+		psi = d1z*z - (fz - fa)
+	}
+	return z, fz, d1z, d2z
 }
 
 func (e *envelope) buildHull() {
