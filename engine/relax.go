@@ -47,6 +47,7 @@ func (r *relax) child(lo, hi []float64, changed ...int) *relax {
 		if c.memo != nil {
 			c.memo[i] = argmaxMemo{} // a new box
 		}
+		c.cs[i].slopeOK = false
 		row := ws.envelopes(len(r.env[i]))
 		for k, t := range r.p.terms[i] {
 			if t != nil && r.used[k] {
@@ -96,6 +97,9 @@ type chanState struct {
 	// G″, G‴ there (ud2 = 0: none), for the price search's models
 	ux, ud2, ud3 float64
 	single       int // for the objective's weights p.w: see singleTerm
+	// slopeLo: G_i' at the box's left end for p.w, once computed (slopeOK); see maxSlope
+	slopeLo float64
+	slopeOK bool
 }
 
 // singleTerm is the one KPI k whose curve enters a channel's row with coef[k] ≠ 0; −1
@@ -272,9 +276,18 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 	return cross(false), cross(true)
 }
 
-// maxSlope is an upper bound on G_i' over the box (the slope at its left end).
+// maxSlope is an upper bound on G_i' over the box (the slope at its left end). For the
+// objective's weights it is kept in the channel's state, which a child shares for the
+// channels whose box it keeps.
 func (r *relax) maxSlope(i int, coef []float64) float64 {
-	return r.chanD1(i, coef, r.lo[i])
+	if &coef[0] != &r.p.w[0] {
+		return r.chanD1(i, coef, r.lo[i])
+	}
+	cs := &r.cs[i]
+	if !cs.slopeOK {
+		cs.slopeLo, cs.slopeOK = r.chanD1(i, coef, r.lo[i]), true
+	}
+	return cs.slopeLo
 }
 
 // lambdaSolve solves the relaxation when the only coupling constraint is the total:
