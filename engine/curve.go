@@ -327,13 +327,22 @@ func (t *term) invD1d2(lam, hint float64) (float64, float64, float64) {
 // invD1d4 is invD1d2 that also returns the fourth derivative d4(x), NaN where it is not
 // known to nearly full precision (or d2 not to ~1e-13, which a third-order step needs).
 func (t *term) invD1d4(lam, hint float64) (float64, float64, float64, float64) {
+	x, d2, d3, d4, _ := t.invD1v(lam, hint)
+	return x, d2, d3, d4
+}
+
+// invD1v is invD1d4 that also returns the curve's value val(x) at an interior answer where
+// the inverse gets it without another power (Hill curves), to within a few ulps; NaN
+// elsewhere.
+func (t *term) invD1v(lam, hint float64) (float64, float64, float64, float64, float64) {
 	nan := math.NaN()
 	if t.beta == 0 {
-		return t.infl, 0, 0, nan
+		return t.infl, 0, 0, nan, nan
 	}
 	if lam <= 0 {
-		return math.Inf(1), 0, 0, nan
+		return math.Inf(1), 0, 0, nan, nan
 	}
+	fv := nan
 	m := lam / t.s           // slope wanted in curve units
 	var y, g, g3, g4 float64 // g, g3, g4: the second to fourth derivatives at y, in curve units
 	switch t.kind {
@@ -355,9 +364,9 @@ func (t *term) invD1d4(lam, hint float64) (float64, float64, float64, float64) {
 	case kindPower: // α < 1 here: convex powers never get this far
 		if t.alpha == 1 {
 			if m < t.beta {
-				return math.Inf(1), 0, 0, nan
+				return math.Inf(1), 0, 0, nan, nan
 			}
-			return 0, 0, 0, nan
+			return 0, 0, 0, nan, nan
 		}
 		y = pow(m/(t.alpha*t.beta), 1/(t.alpha-1))
 		g = (t.alpha - 1) * m / y
@@ -366,7 +375,7 @@ func (t *term) invD1d4(lam, hint float64) (float64, float64, float64, float64) {
 	case kindLogistic:
 		c := m / (t.beta * t.k)
 		if c >= 0.25 {
-			return t.infl, 0, 0, nan
+			return t.infl, 0, 0, nan, nan
 		}
 		sq := math.Sqrt(1 - 4*c)
 		hi := (1 + sq) / 2     // σ on the concave branch
@@ -377,23 +386,23 @@ func (t *term) invD1d4(lam, hint float64) (float64, float64, float64, float64) {
 		g4 = m * t.k * t.k * t.k * (lo - hi) * (1 - 12*hi*lo)
 	case kindHill:
 		var d1, d2, d3 float64
-		y, d1, d2, d3 = t.hillInvD1(m, hint*t.s)
+		y, d1, d2, d3, fv = t.hillInvD1(m, hint*t.s)
 		g = m * d1 / y
 		g3 = m * (d1*d1 + d2 - d1) / (y * y)
 		// NaN where hillInvD1 does not know φ‴ (nor φ′ to full precision)
 		g4 = m * (d1*(d1*d1+3*d2-3*d1+2) + d3 - 3*d2) / (y * y * y)
 	default:
-		return t.infl, 0, 0, nan
+		return t.infl, 0, 0, nan, nan
 	}
 	x := y / t.s
 	if !(x > t.infl) { // also catches NaN
-		return t.infl, 0, 0, nan
+		return t.infl, 0, 0, nan, nan
 	}
 	if !(g < 0) || math.IsInf(x, 1) {
-		return x, 0, 0, nan
+		return x, 0, 0, nan, nan
 	}
 	s2 := t.s * t.s
-	return x, s2 * g, s2 * t.s * g3, s2 * s2 * g4
+	return x, s2 * g, s2 * t.s * g3, s2 * s2 * g4, fv
 }
 
 // hillInvD1 solves f'(y) = m on the concave part of a Hill curve. With u = ln(y/κ) the
@@ -403,20 +412,22 @@ func (t *term) invD1d4(lam, hint float64) (float64, float64, float64, float64) {
 // converges quickly and surely. It also returns φ′(u) = d ln f′/d ln y and φ″(u) at the
 // answer, from which the caller gets the curve's second and
 // third derivatives, m·φ′/y and m·(φ′² + φ″ − φ′)/y², without another power.
-func (t *term) hillInvD1(m, hintY float64) (y, d1, d2, d3 float64) {
+//
+// v is f(y) where the iteration gets it without another power (NaN elsewhere).
+func (t *term) hillInvD1(m, hintY float64) (y, d1, d2, d3, v float64) {
 	a := t.alpha
 	if a == 1 { // β·y/(y+κ): f'(y) = βκ/(y+κ)²
 		y := math.Sqrt(t.beta*t.kappa/m) - t.kappa
 		w := y / (y + t.kappa) // φ′ = −2w, φ″ = −2w(1−w), φ‴ = −2w(1−w)(1−2w)
-		return y, -2 * w, -2 * w * t.kappa / (y + t.kappa), -2 * w * (1 - w) * (1 - 2*w)
+		return y, -2 * w, -2 * w * t.kappa / (y + t.kappa), -2 * w * (1 - w) * (1 - 2*w), t.beta * w
 	}
 	if a >= hillExpMinAlpha && a <= hillExpMaxAlpha {
-		if y, d1, d2, d3, ok := t.hillInvD1Exp(m, hintY); ok {
-			return y, d1, d2, d3
+		if y, d1, d2, d3, v, ok := t.hillInvD1ExpV(m, hintY); ok {
+			return y, d1, d2, d3, v
 		}
 	}
 	y, d1, d2 = t.hillInvD1Log(m, hintY)
-	return y, d1, d2, math.NaN()
+	return y, d1, d2, math.NaN(), math.NaN()
 }
 
 // The range of α over which hillInvD1Exp is used; hillInvD1Log takes the rest (and any
@@ -437,22 +448,29 @@ const (
 // ok is false where it gives up (an exponent out of range, no convergence), and the
 // caller falls back on hillInvD1Log.
 func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2, d3 float64, ok bool) {
+	y, d1, d2, d3, _, ok = t.hillInvD1ExpV(m, hintY)
+	return
+}
+
+// hillInvD1ExpV is hillInvD1Exp that also returns f(y), from the exponential of αu the
+// last step has (NaN at the inflection).
+func (t *term) hillInvD1ExpV(m, hintY float64) (y, d1, d2, d3, v float64, ok bool) {
 	a := t.alpha
 	K := math.Sqrt(t.beta * a / (m * t.kappa))
 	if !(K > 1e-150 && K < 1e150) {
-		return 0, 0, 0, 0, false
+		return 0, 0, 0, 0, 0, false
 	}
 	lo, hi := math.Inf(-1), math.Inf(1)
 	if a > 1 {
 		// φ at the inflection is ≤ 0 where Q is: K·e^((α−1)u/2) ≤ 1 + e^(αu) there
 		lo = t.uInfl
 		if K*t.rInfl <= 1 {
-			return t.infl * t.s, 0, 0, 0, true
+			return t.infl * t.s, 0, 0, 0, math.NaN(), true
 		}
 	}
 	if hintY > 0 && !math.IsInf(hintY, 1) && (a < 1 || hintY*(1-1e-2) > t.infl*t.s) {
-		if y, d1, d2, d3, ok := t.hillPolish(K, hintY); ok {
-			return y, d1, d2, d3, true
+		if y, d1, d2, d3, v, ok := t.hillPolish(K, hintY); ok {
+			return y, d1, d2, d3, v, true
 		}
 	}
 	c := (a - 1) / 2
@@ -483,20 +501,22 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2, d3 float64, ok bool) {
 	}
 	for i := 0; ; i++ {
 		if i == 60 || !(math.Abs(u) <= 600/max(a, 1)) {
-			return 0, 0, 0, 0, false
+			return 0, 0, 0, 0, 0, false
 		}
-		// R = e^(φ/2) and σ = σ(αu), scaled so that no exponential overflows
-		var R, sg float64
-		if u > 0 {
-			e := math.Exp(-a * u)
-			inv := 1 / (1 + e)
+		// R = e^(φ/2) and σ = σ(αu), scaled so that no exponential overflows; E is
+		// e^(−αu) (u > 0) or e^(αu), for f at the answer
+		var R, sg, E float64
+		pos := u > 0
+		if pos {
+			E = math.Exp(-a * u)
+			inv := 1 / (1 + E)
 			R = K * math.Exp(-(a+1)*u/2) * inv
 			sg = inv
 		} else {
-			e := math.Exp(a * u)
-			inv := 1 / (1 + e)
+			E = math.Exp(a * u)
+			inv := 1 / (1 + E)
 			R = K * math.Exp(c*u) * inv
-			sg = e * inv
+			sg = E * inv
 		}
 		// φ's derivatives, then Q's: Q = e^g − 1 with g = φ/2
 		s1 := sg * (1 - sg)
@@ -513,7 +533,7 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2, d3 float64, ok bool) {
 		}
 		f3 := f2 * a * (1 - 2*sg)
 		if q == 0 {
-			return t.hillAt(u, 0, f1, f2, f3, 0, 0)
+			return t.hillAt(u, 0, f1, f2, f3, 0, 0, E, pos)
 		}
 		next := u - q/q1
 		if h := u - 2*q*q1/(2*q1*q1-q*q2); h > lo && h < hi {
@@ -537,7 +557,7 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2, d3 float64, ok bool) {
 						d -= p / dp
 					}
 					if u+d > lo && u+d < hi {
-						return t.hillAt(u, d, f1, f2, f3, f4, f5)
+						return t.hillAt(u, d, f1, f2, f3, f4, f5, E, pos)
 					}
 				}
 			}
@@ -553,7 +573,7 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2, d3 float64, ok bool) {
 			}
 		}
 		if math.Abs(next-u) <= 2e-16*max(1, math.Abs(u)) || next == lo || next == hi {
-			return t.hillAt(u, next-u, f1, f2, f3, 0, 0)
+			return t.hillAt(u, next-u, f1, f2, f3, 0, 0, E, pos)
 		}
 		u = next
 	}
@@ -564,7 +584,7 @@ func (t *term) hillInvD1Exp(m, hintY float64) (y, d1, d2, d3 float64, ok bool) {
 // e^((α−1)u/2) from its square root), and the root of Q's Taylor polynomial there. ok is
 // false when the step is not small enough for that polynomial to be exact to rounding, or
 // would leave the concave part (the caller then iterates from the hint).
-func (t *term) hillPolish(K, y float64) (float64, float64, float64, float64, bool) {
+func (t *term) hillPolish(K, y float64) (float64, float64, float64, float64, float64, bool) {
 	a := t.alpha
 	w := y / t.kappa
 	var E, sg float64
@@ -589,12 +609,12 @@ func (t *term) hillPolish(K, y float64) (float64, float64, float64, float64, boo
 	q2 := R * (g2 + g1*g1)
 	den := 2*q1*q1 - q*q2
 	if !(q1 < 0) || !(den > 0) {
-		return 0, 0, 0, 0, false
+		return 0, 0, 0, 0, 0, false
 	}
 	d := -2 * q * q1 / den
 	ad := math.Abs(d)
 	if !(ad <= 1e-3) || math.Abs(d*q2/q1) > 1e-2 {
-		return 0, 0, 0, 0, false
+		return 0, 0, 0, 0, 0, false
 	}
 	f3 := f2 * a * (1 - 2*sg)
 	f4 := f2 * a * a * (1 - 6*s1)
@@ -603,7 +623,7 @@ func (t *term) hillPolish(K, y float64) (float64, float64, float64, float64, boo
 	q5 := R * (g5 + 5*g1*g4 + 10*g2*g3 + g1*(10*g1*g3+15*g2*g2) + g1*g1*g1*(10*g2+g1*g1))
 	// u's own size (|ln w|, for the tolerance) need not be exact: 1 + |w − 1/w| bounds it
 	if 8*math.Abs(q5/q1)*ad*ad*ad*ad*ad/120 > 1e-16 {
-		return 0, 0, 0, 0, false
+		return 0, 0, 0, 0, 0, false
 	}
 	q3 := R * (g3 + g1*(3*g2+g1*g1))
 	q4 := R * (g4 + 4*g1*g3 + 3*g2*g2 + g1*g1*(6*g2+g1*g1))
@@ -613,26 +633,48 @@ func (t *term) hillPolish(K, y float64) (float64, float64, float64, float64, boo
 		d -= p / dp
 	}
 	if !(math.Abs(d) <= 1e-3) {
-		return 0, 0, 0, 0, false
+		return 0, 0, 0, 0, 0, false
 	}
 	y *= 1 + d*(1+d*(0.5+d*(1.0/6+d*(1.0/24+d/120))))
 	if t.alpha > 1 && !(y > t.infl*t.s) {
-		return 0, 0, 0, 0, false
+		return 0, 0, 0, 0, 0, false
 	}
-	return y, f1 + d*(f2+d*(f3/2+d*(f4/6+d*f5/24))), f2 + d*(f3+d*(f4/2+d*f5/6)), f3 + d*(f4+d*f5/2), true
+	return y, f1 + d*(f2+d*(f3/2+d*(f4/6+d*f5/24))), f2 + d*(f3+d*(f4/2+d*f5/6)), f3 + d*(f4+d*f5/2),
+		t.hillVal(E, w > 1, d), true
 }
 
 // hillAt finishes hillInvD1Exp at u + d, from φ′…φ⁽⁵⁾ at u (those not known 0): y =
 // κ·e^(u+d), from e^u with e^d in series where d is small, and φ′, φ″, φ‴ at u + d in
 // series. d is either tiny or, from the polish, small enough for the series to be exact
 // to rounding.
-func (t *term) hillAt(u, d, f1, f2, f3, f4, f5 float64) (y, d1, d2, d3 float64, ok bool) {
+func (t *term) hillAt(u, d, f1, f2, f3, f4, f5, E float64, pos bool) (y, d1, d2, d3, v float64, ok bool) {
 	if ad := math.Abs(d); ad <= 1e-3 {
 		y = t.kappa * (math.Exp(u) * (1 + d*(1+d*(0.5+d*(1.0/6+d*(1.0/24+d/120))))))
 	} else {
 		y = t.kappa * math.Exp(u+d)
 	}
-	return y, f1 + d*(f2+d*(f3/2+d*(f4/6+d*f5/24))), f2 + d*(f3+d*(f4/2+d*f5/6)), f3 + d*(f4+d*f5/2), true
+	return y, f1 + d*(f2+d*(f3/2+d*(f4/6+d*f5/24))), f2 + d*(f3+d*(f4/2+d*f5/6)), f3 + d*(f4+d*f5/2), t.hillVal(E, pos, d), true
+}
+
+// hillVal is f at u + d from E = e^(−αu) (pos) or e^(αu) at u: β/(1 + E·e^(−αd)) or
+// β·E′/(1 + E′) with E′ = E·e^(αd), e^(±αd) from its Taylor polynomial of degree 7 where
+// |αd| ≤ 0.02 (to below 1e-19).
+func (t *term) hillVal(E float64, pos bool, d float64) float64 {
+	w := t.alpha * d
+	if pos {
+		w = -w
+	}
+	var ex float64
+	if math.Abs(w) <= 0.02 {
+		ex = 1 + w*(1+w/2*(1+w/3*(1+w/4*(1+w/5*(1+w/6*(1+w/7))))))
+	} else {
+		ex = math.Exp(w)
+	}
+	E *= ex
+	if pos {
+		return t.beta / (1 + E)
+	}
+	return t.beta * (E / (1 + E))
 }
 
 // hillInvD1Log is hillInvD1 by Halley's iteration on φ itself (each step an exponential

@@ -246,48 +246,49 @@ func (e *envelope) argmax(lam float64, high bool, hint float64) float64 {
 // is the curve's own stationary point clamped to the box, that point unclamped and d2
 // there (xu, d2u; d2u = 0 where there is none).
 func (e *envelope) argmaxD2(lam float64, high bool, hint float64) (x, d2, d3, xu, d2u float64) {
-	x, d2, d3, _, xu, d2u, _ = e.argmaxD3(lam, high, hint)
+	x, d2, d3, _, xu, d2u, _, _ = e.argmaxD3(lam, high, hint)
 	return
 }
 
 // argmaxD3 is argmaxD2 that also returns d4 at the maximiser (NaN where not known, like
-// every d4 of invD1d4) and d3 at the unclamped stationary point (d3u).
-func (e *envelope) argmaxD3(lam float64, high bool, hint float64) (x, d2, d3, d4, xu, d2u, d3u float64) {
+// every d4 of invD1d4), d3 at the unclamped stationary point (d3u), and the envelope's
+// value v at the maximiser where the inverse slope gave it (invD1v; NaN elsewhere).
+func (e *envelope) argmaxD3(lam float64, high bool, hint float64) (x, d2, d3, d4, xu, d2u, d3u, v float64) {
 	nan := math.NaN()
 	if e.b <= e.a {
-		return e.a, 0, 0, nan, 0, 0, 0
+		return e.a, 0, 0, nan, 0, 0, 0, nan
 	}
 	if e.h != nil {
 		for j := 0; j+1 < len(e.h.x); j++ {
 			if e.h.s[j] < lam || (e.h.s[j] == lam && !high) {
-				return e.h.x[j], 0, 0, nan, 0, 0, 0
+				return e.h.x[j], 0, 0, nan, 0, 0, 0, nan
 			}
 		}
-		return e.h.x[len(e.h.x)-1], 0, 0, nan, 0, 0, 0
+		return e.h.x[len(e.h.x)-1], 0, 0, nan, 0, 0, 0, nan
 	}
 	if e.z > e.a {
 		if lam > e.m || (lam == e.m && !high) {
-			return e.a, 0, 0, nan, 0, 0, 0
+			return e.a, 0, 0, nan, 0, 0, 0, nan
 		}
 		if e.z >= e.b {
-			return e.b, 0, 0, nan, 0, 0, 0
+			return e.b, 0, 0, nan, 0, 0, 0, nan
 		}
 	}
 	if e.t.kind == kindLinear || (e.t.kind == kindPower && e.t.alpha == 1) {
 		slope := e.t.d1(e.a)
 		if lam < slope || (lam == slope && high) {
-			return e.b, 0, 0, nan, 0, 0, 0
+			return e.b, 0, 0, nan, 0, 0, 0, nan
 		}
-		return e.a, 0, 0, nan, 0, 0, 0
+		return e.a, 0, 0, nan, 0, 0, 0, nan
 	}
-	x, d2, d3, d4 = e.t.invD1d4(lam, hint)
+	x, d2, d3, d4, v = e.t.invD1v(lam, hint)
 	if d2 < 0 && x > e.z {
 		xu, d2u, d3u = x, d2, d3
 	}
 	if x > e.z && x < e.b {
-		return x, d2, d3, d4, xu, d2u, d3u
+		return x, d2, d3, d4, xu, d2u, d3u, v // on the curve: the envelope's value is f's
 	}
-	return clamp(x, e.z, e.b), 0, 0, nan, xu, d2u, d3u
+	return clamp(x, e.z, e.b), 0, 0, nan, xu, d2u, d3u, nan
 }
 
 func clamp(x, lo, hi float64) float64 {

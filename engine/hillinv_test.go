@@ -77,3 +77,50 @@ func TestExpModel(t *testing.T) {
 		}
 	}
 }
+
+// The value the inverse slope returns with its answer (invD1v) must be the curve's value
+// there to within a few ulps: the dual bound adds it up in place of val.
+func TestInvD1ValueMatchesVal(t *testing.T) {
+	rng := rand.New(rand.NewSource(11))
+	worst, n := 0.0, 0
+	for k := 0; k < 100000; k++ {
+		a := math.Exp(rng.Float64()*math.Log(hillExpMaxAlpha*hillExpMaxAlpha)) / hillExpMaxAlpha
+		if k%3 == 0 {
+			a = 1.5 + 1.5*rng.Float64()
+		}
+		if k%17 == 0 {
+			a = 1
+		}
+		tm := newTerm(&Curve{Type: "hill", Beta: ptr(math.Exp(rng.Float64() * 14)), Alpha: ptr(a), Kappa: ptr(math.Exp(rng.Float64() * 12))},
+			&Adstock{Type: "geometric", Decay: ptr(0.8 * rng.Float64())})
+		x0 := tm.kappa * math.Exp(rng.NormFloat64()*3) / tm.s
+		lam := tm.d1(x0)
+		if !(lam > 0) || math.IsInf(lam, 0) {
+			continue
+		}
+		hint := 0.0
+		if k%2 == 0 {
+			hint = x0 * math.Exp(rng.NormFloat64()*1e-3)
+		}
+		x, d2, _, _, v := tm.invD1v(lam, hint)
+		if math.IsNaN(v) {
+			continue
+		}
+		if !(d2 < 0) {
+			t.Fatalf("α=%v λ=%v: a value (%v) without an interior answer (x=%v)", a, lam, v, x)
+		}
+		want := tm.val(x)
+		// f(y) against f(s·(y/s)): a rounding of the spend apart, besides both values' own
+		rel := math.Abs(v-want) / want
+		tol := 8e-16 * (4 + a)
+		if rel > tol {
+			t.Fatalf("α=%v β=%v κ=%v λ=%v hint=%v: x=%v, v=%v, val=%v (rel %.3g > %.3g)", a, tm.beta, tm.kappa, lam, hint, x, v, want, rel, tol)
+		}
+		worst = math.Max(worst, rel/tol)
+		n++
+	}
+	if n < 50000 {
+		t.Fatalf("only %d cases had a value", n)
+	}
+	t.Logf("%d cases, worst error %.3g of the tolerance", n, worst)
+}

@@ -96,7 +96,11 @@ type chanState struct {
 	// the curve's own stationary point at that price even where the box clamps it, and
 	// G″, G‴ there (ud2 = 0: none), for the price search's models
 	ux, ud2, ud3 float64
-	single       int // for the objective's weights p.w: see singleTerm
+	// G_i at the single-curve maximiser vx, where the inverse slope gave it (vx NaN: not
+	// known), for the weight vcf on KPI vk: settleAt's dual value reads it
+	vx, v, vcf float64
+	vk         int
+	single     int // for the objective's weights p.w: see singleTerm
 	// slopeLo: G_i' at the box's left end for p.w, once computed (slopeOK); see maxSlope
 	slopeLo float64
 	slopeOK bool
@@ -134,6 +138,7 @@ type argmaxMemo struct {
 	lam, cf, xl, xh float64
 	d2, d3, d4      float64
 	xu, d2u, d3u    float64
+	vx, v           float64 // chanState's
 }
 
 // memoAt is channel i's memo when it holds an answer (nil otherwise).
@@ -182,7 +187,7 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 	a, b := r.lo[i], r.hi[i]
 	d3prev := cs.d3
 	// unless the single-curve case below knows them
-	cs.d3, cs.d4, cs.ud2, cs.ud3 = math.NaN(), math.NaN(), 0, 0
+	cs.d3, cs.d4, cs.ud2, cs.ud3, cs.vx = math.NaN(), math.NaN(), 0, 0, math.NaN()
 	if b <= a {
 		return a, a
 	}
@@ -200,6 +205,7 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 		if mm := r.memoAt(i); mm != nil && mm.lam == lam && mm.cf == coef[single] && mm.k == single {
 			cs.ux, cs.ud2, cs.ud3 = mm.xu, mm.d2u, mm.d3u
 			cs.x, cs.lam, cs.d2, cs.d3, cs.d4 = mm.xl, lam, mm.d2, mm.d3, mm.d4
+			cs.vx, cs.v, cs.vcf, cs.vk = mm.vx, mm.v, mm.cf, single
 			return mm.xl, mm.xh
 		}
 		e := &r.env[i][single]
@@ -229,8 +235,11 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 				hint = pred
 			}
 		}
-		xl, d2, d3, d4, xu, d2u, d3u := e.argmaxD3(l, false, hint)
+		xl, d2, d3, d4, xu, d2u, d3u, v := e.argmaxD3(l, false, hint)
 		cf := coef[single]
+		if !math.IsNaN(v) {
+			cs.vx, cs.v, cs.vcf, cs.vk = xl, cf*v, cf, single
+		}
 		cs.ux, cs.ud2, cs.ud3 = xu, cf*d2u, cf*d3u // the price search's model of the channel
 		xh := xl
 		// The maximisers form an interval only on a linear piece of slope l: for a bridge,
@@ -245,7 +254,7 @@ func (r *relax) chanArgmax(i int, coef []float64, lam float64) (float64, float64
 		}
 		if r.memo != nil && lam > 0 { // (at a price of 0 or less the answer is immediate: keep the memo for the next price)
 			r.memo[i] = argmaxMemo{ok: true, k: single, lam: lam, cf: cf, xl: xl, xh: xh, d2: cf * d2, d3: cs.d3, d4: cs.d4,
-				xu: xu, d2u: cf * d2u, d3u: cf * d3u}
+				xu: xu, d2u: cf * d2u, d3u: cf * d3u, vx: cs.vx, v: cs.v}
 		}
 		return xl, xh
 	}
@@ -753,6 +762,12 @@ func (r *relax) settleAt(coef []float64, lam float64, xs []float64) float64 {
 	r.lam = lam
 	v := 0.0
 	for i := range r.env {
+		// G_i(x) as chanArgmax left it where it is for this x and weight (the inverse
+		// slope's, within a few ulps of chanVal's: far below the bound's slack)
+		if cs := &r.cs[i]; cs.vx == xs[i] && r.single(i, coef) == cs.vk && coef[cs.vk] == cs.vcf {
+			v += cs.v - lam*xs[i]
+			continue
+		}
 		v += r.chanVal(i, coef, xs[i]) - lam*xs[i]
 	}
 	return dualTotal(v, lam, r.p.cost, r.p.tlo, r.p.thi)
