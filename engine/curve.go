@@ -587,14 +587,17 @@ func (t *term) hillInvD1ExpV(m, hintY float64) (y, d1, d2, d3, v float64, ok boo
 func (t *term) hillPolish(K, y float64) (float64, float64, float64, float64, float64, bool) {
 	a := t.alpha
 	w := y / t.kappa
-	var E, sg float64
+	// E = e^(∓αu) and e^(φ/2)/K = e^((α−1)u/2)/(1 + e^(αu)), from two exponentials of
+	// u = ln w side by side (rather than a power and then a square root after it)
+	var E, S, sg float64
+	lw := math.Log(w)
 	if w > 1 {
-		E = pow(1/w, a) // e^(−αu)
+		E, S = math.Exp(-a*lw), math.Exp(-(a+1)/2*lw) // e^(−αu), e^(−(α+1)u/2)
 	} else {
-		E = pow(w, a) // e^(αu)
+		E, S = math.Exp(a*lw), math.Exp((a-1)/2*lw) // e^(αu), e^((α−1)u/2)
 	}
 	inv := 1 / (1 + E)
-	R := K * math.Sqrt(E/w) * inv
+	R := K * S * inv
 	if w > 1 {
 		sg = inv
 	} else {
