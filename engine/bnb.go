@@ -34,6 +34,33 @@ func solveRelax(in *relax) (r *relax, x []float64, ub float64, iters int, ok boo
 		r.cert = nil // the price search's: r.lam on every channel
 		return
 	}
+	if len(p.floors) == 0 {
+		// Where the dual method does not settle, the interior-point method runs as it
+		// would have alone: the warm starts the attempt moved are put back.
+		cs, memo, lam := p.ws.chanStates(len(r.cs)), []argmaxMemo(nil), r.lam
+		copy(cs, r.cs)
+		if r.memo != nil {
+			memo = p.ws.memos(len(r.memo))
+			copy(memo, r.memo)
+		}
+		x, ub, cert, st, it, ok := r.dualSolve(r.dual)
+		if ok {
+			r.dual = st
+			if r.root {
+				r.cert = &cert
+			}
+			return r, x, ub, it, true
+		}
+		copy(r.cs, cs)
+		copy(r.memo, memo)
+		r.lam = lam
+		if !r.root && !linearFeasible(p, lo, hi) {
+			// No plan in the box meets the rows (the usual reason the dual method finds
+			// no face): the node is closed, as the interior-point method's diverging
+			// multipliers would close it less surely.
+			return r, nil, math.Inf(-1), it, false
+		}
+	}
 	res := r.ipmSolve()
 	ub, cert := r.dualBound(&res)
 	x = r.polish(&res)
@@ -142,6 +169,9 @@ func solveCore(p *problem, gapTol float64, maxNodes int, narrow bool) outcome {
 	r, x, ub, it, ok := relaxSolve(p, p.lo, p.hi)
 	out.iters += it
 	out.nodes = 1
+	if r.dual != nil {
+		out.algorithm = "dual-active-set" // the root's method (nodes fall back on the interior point)
+	}
 	if !ok {
 		out.ub = math.Inf(-1)
 		out.complete = true
@@ -439,7 +469,9 @@ func (sr *search) grow(t *tree, maxNodes int) {
 		}
 		heap.Pop(q)
 		out.nodes++
-		r, x, ub, it, ok := solveRelax(nd.parent.child(nd.lo, nd.hi, nd.split))
+		c := nd.parent.child(nd.lo, nd.hi, nd.split)
+		c.dual = nd.parent.dual
+		r, x, ub, it, ok := solveRelax(c)
 		nd.parent = nil // let the parent's relaxation go once both children are built
 		out.iters += it
 		if !ok {
@@ -633,7 +665,9 @@ func (p *problem) roundBridges(r *relax, x []float64, out *outcome) []float64 {
 	if len(changed) == 0 {
 		return nil
 	}
-	_, y, _, it, ok := solveRelax(r.child(nlo, nhi, changed...))
+	c := r.child(nlo, nhi, changed...)
+	c.dual = r.dual
+	_, y, _, it, ok := solveRelax(c)
 	out.iters += it
 	if !ok {
 		return nil

@@ -24,6 +24,9 @@ type relax struct {
 	// cert holds the multipliers behind the bound solveRelax returned on a root (nil
 	// after a price search, whose multiplier is lam, and on the nodes of a search)
 	cert *dualCert
+	// dual: where the dual active-set method ended on this relaxation (its parent's on
+	// entry, for a warm start; nil for a root)
+	dual *dualWarm
 }
 
 // child is the relaxation on a box that differs from r's in the channels listed: their
