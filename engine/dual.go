@@ -209,6 +209,16 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 	var relDir []int8
 	var relX, relD, relKs []float64
 	released := func(i int) bool { return relKs != nil && !math.IsNaN(relKs[i]) }
+	release := func(i int, k float64, dir int8, xe, de float64) {
+		if relKs == nil {
+			relKs, relX, relD = make([]float64, n), make([]float64, n), make([]float64, n)
+			relDir = make([]int8, n)
+			for i := range relKs {
+				relKs[i] = math.NaN()
+			}
+		}
+		relKs[i], relDir[i], relX[i], relD[i] = k, dir, xe, de
+	}
 
 	equality := func(j int) bool { return rows.lo[j] == rows.hi[j] }
 	sigma := func(j int, v float64) float64 {
@@ -328,7 +338,7 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 	// Newton system: unknowns dμ of the active rows, then the pinned channels' spend.
 	var act, pins []int
 	rowPos := make([]int, m)
-	var K, rhs, work []float64
+	var K, rhs, work, Kc, rc []float64
 	var perm []int
 	lastRelease, lastReleaseK := -1, 0.0
 	converged := false
@@ -404,8 +414,31 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 		if len(work) < 2*N {
 			work, perm = make([]float64, 2*N), make([]int, N)
 		}
+		if len(Kc) < N*N {
+			Kc, rc = make([]float64, N*N), make([]float64, N)
+		}
+		copy(Kc, K)
+		copy(rc, rhs)
+		singular := false
 		if !solveDegenerate(K, rhs, N, work, perm) {
-			return
+			// The active rows ask more than the channels that can move smoothly can give:
+			// channels at their bounds must leave them. A small proximal term makes the
+			// step a descent on g along which the dual is linear, stopped below at the
+			// first channel that leaves a bound (or a kink, or a sign change).
+			eps := 0.0
+			for a := 0; a < ma; a++ {
+				eps = max(eps, math.Abs(Kc[a*N+a]))
+			}
+			eps = 1e-9*eps + 1e-300
+			copy(K, Kc)
+			copy(rhs, rc)
+			for a := 0; a < ma; a++ {
+				K[a*N+a] -= eps
+			}
+			if !solveDegenerate(K, rhs, N, work, perm) {
+				return
+			}
+			singular = true
 		}
 		clear(dmu)
 		for a, j := range act {
@@ -447,16 +480,8 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 				}
 			}
 			if wi >= 0 {
-				if relKs == nil {
-					relKs, relX, relD = make([]float64, n), make([]float64, n), make([]float64, n)
-					relDir = make([]int8, n)
-					for i := range relKs {
-						relKs[i] = math.NaN()
-					}
-				}
 				k := pinK[wi]
 				pinK[wi] = math.NaN()
-				relKs[wi], relDir[wi] = k, dir
 				xe, de := pinL[wi], 0.0
 				if dir > 0 {
 					xe = pinH[wi]
@@ -466,7 +491,7 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 						}
 					}
 				}
-				relX[wi], relD[wi] = xe, de
+				release(wi, k, dir, xe, de)
 				x[wi], D[wi] = xe, de
 				hv[wi] = r.chanVal(wi, p.w, xe) - lam[wi]*xe
 				lastRelease, lastReleaseK = wi, k
@@ -536,6 +561,35 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 				}
 			}
 		}
+		leave, leaveK := -1, 0.0
+		if singular {
+			// channels on a smooth part of their curve at a bound, whose price moves the
+			// way that takes them off it
+			for i := 0; i < n; i++ {
+				if !math.IsNaN(pinK[i]) || delta[i] == 0 || D[i] != 0 || released(i) || r.kinkCount(i) > 0 && !r.bridgeOnly(i) {
+					continue
+				}
+				var at float64
+				switch {
+				case x[i] >= r.hi[i] && delta[i] > 0:
+					at = r.hi[i]
+				case x[i] <= r.lo[i] && delta[i] < 0:
+					at = r.lo[i]
+				default:
+					continue
+				}
+				if r.onBridge(i, at) {
+					continue // it leaves at the bridge's slope: a kink
+				}
+				k := r.chanD1(i, p.w, at)
+				if a := (k - lam[i]) / delta[i]; finite(k) && a >= 0 && a < alpha {
+					alpha, blockRow, blockChan, leave, leaveK = a, -1, -1, i, k
+				}
+			}
+			if blockRow < 0 && blockChan < 0 && leave < 0 {
+				return // nothing stops the step: no plan in the box meets the rows
+			}
+		}
 		if blockChan >= 0 && blockChan == lastRelease && blockK == lastReleaseK && alpha == 0 {
 			return // released and caught again at once: a degenerate face
 		}
@@ -566,7 +620,7 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 				break
 			}
 			alpha /= 2
-			blockRow, blockChan = -1, -1
+			blockRow, blockChan, leave = -1, -1, -1
 		}
 		if !accepted {
 			return
@@ -582,6 +636,19 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 		}
 		if blockChan >= 0 {
 			pin(blockChan, blockK, blockQ)
+		}
+		if leave >= 0 {
+			// modelled on the curve at its bound until its price has moved past the slope
+			// there, as a released channel is
+			at, dir := x[leave], int8(1)
+			if delta[leave] > 0 {
+				dir = -1
+			}
+			de := 0.0
+			if d2 := r.chanD2(leave, p.w, at); d2 < 0 {
+				de = -1 / d2
+			}
+			release(leave, leaveK, dir, at, de)
 		}
 		for i := 0; i < n; i++ {
 			if math.IsNaN(pinK[i]) && x[i] != xhT[i] {
@@ -818,4 +885,24 @@ func solveDegenerate(K, b []float64, N int, work []float64, perm []int) bool {
 		b[perm[k]] = y[k] * s[perm[k]]
 	}
 	return true
+}
+
+// bridgeOnly reports whether channel i's only kink is a bridge's slope (a smooth curve
+// elsewhere), and onBridge whether x lies on that bridge (before its tangency point).
+func (r *relax) bridgeOnly(i int) bool {
+	s := r.cs[i].single
+	if s < 0 {
+		return false
+	}
+	e := &r.env[i][s]
+	return e.h == nil && e.z > e.a && e.z < e.b && !(e.t.kind == kindLinear || e.t.kind == kindPower && e.t.alpha == 1)
+}
+
+func (r *relax) onBridge(i int, x float64) bool {
+	s := r.cs[i].single
+	if s < 0 {
+		return false
+	}
+	e := &r.env[i][s]
+	return e.h == nil && e.z > e.a && x < e.z
 }
