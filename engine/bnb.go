@@ -27,6 +27,14 @@ func relaxSolve(p *problem, lo, hi []float64) (r *relax, x []float64, ub float64
 
 // solveRelax solves a relaxation built by newRelax or relax.child.
 func solveRelax(in *relax) (r *relax, x []float64, ub float64, iters int, ok bool) {
+	return solveRelaxAs(in, false)
+}
+
+// solveRelaxAs is solveRelax; probe marks a relaxation solved only for a plan (the
+// rounding heuristic's), which is given up (ok false) where the dual method finds its
+// box likely infeasible, rather than proven so by the simplex or handed to the
+// interior-point method.
+func solveRelaxAs(in *relax, probe bool) (r *relax, x []float64, ub float64, iters int, ok bool) {
 	r = in
 	p, lo, hi := r.p, r.lo, r.hi
 	if len(p.rows) == 0 && len(p.floors) == 0 {
@@ -54,7 +62,10 @@ func solveRelax(in *relax) (r *relax, x []float64, ub float64, iters int, ok boo
 		copy(r.cs, cs)
 		copy(r.memo, memo)
 		r.lam = lam
-		if !r.root && !linearFeasible(p, lo, hi) {
+		if probe && st != nil && st.unbounded {
+			return r, nil, math.Inf(1), it, false
+		}
+		if !r.root && !probe && !linearFeasible(p, lo, hi) {
 			// No plan in the box meets the rows (the usual reason the dual method finds
 			// no face): the node is closed, as the interior-point method's diverging
 			// multipliers would close it less surely.
@@ -667,7 +678,7 @@ func (p *problem) roundBridges(r *relax, x []float64, out *outcome) []float64 {
 	}
 	c := r.child(nlo, nhi, changed...)
 	c.dual = r.dual
-	_, y, _, it, ok := solveRelax(c)
+	_, y, _, it, ok := solveRelaxAs(c, true)
 	out.iters += it
 	if !ok {
 		return nil

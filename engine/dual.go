@@ -91,6 +91,10 @@ type dualWarm struct {
 	side   []int8    // per row: +1 at its maximum (or an equality), −1 at its minimum, 0 inactive
 	pinK   []float64 // per channel: the price it is pinned at (NaN: not pinned)
 	pinIdx []int     // and which kink of its envelope
+	// unbounded: the method failed on a step that nothing stopped, a direction along
+	// which the dual seemed to fall without end (the box is likely infeasible; the
+	// simplex decides where it matters)
+	unbounded bool
 }
 
 // kinkCount is the number of prices at which channel i's maximiser jumps (the slopes
@@ -209,6 +213,12 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 	var relDir []int8
 	var relX, relD, relKs []float64
 	released := func(i int) bool { return relKs != nil && !math.IsNaN(relKs[i]) }
+	// atRelease: a released channel's price is still at the price it was released at, to
+	// rounding, so that the end it is modelled at is one of its maximisers
+	atRelease := func(i int, l float64) bool {
+		k := relKs[i]
+		return math.Abs(l-k) <= 1e-13*max(math.Abs(k), math.Abs(l), 1e-300)
+	}
 	release := func(i int, k float64, dir int8, xe, de float64) {
 		if relKs == nil {
 			relKs, relX, relD = make([]float64, n), make([]float64, n), make([]float64, n)
@@ -239,26 +249,20 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 		}
 		return l
 	}
-	// eval evaluates every channel that is not pinned at the multipliers mu, and returns
-	// the restricted dual (the pinned channels' terms left out: their price is fixed).
-	eval := func(mu, lam, x, D, hv, xh []float64) float64 {
+	// eval evaluates the maximiser of every channel that is not pinned at the
+	// multipliers mu (and D, its rate of change with the price).
+	eval := func(mu, lam, x, D, xh []float64) {
 		iters++
-		phi := 0.0
 		for i := 0; i < n; i++ {
 			l := price(mu, i)
 			lam[i] = l
 			if !math.IsNaN(pinK[i]) {
 				continue
 			}
-			if released(i) {
-				k := relKs[i]
-				if relDir[i] > 0 && l >= k-1e-13*math.Abs(k) || relDir[i] < 0 && l <= k+1e-13*math.Abs(k) {
-					xi := relX[i]
-					x[i], xh[i], D[i] = xi, xi, relD[i]
-					hv[i] = r.chanVal(i, p.w, xi) - l*xi
-					phi += hv[i]
-					continue
-				}
+			if released(i) && atRelease(i, l) {
+				xi := relX[i]
+				x[i], xh[i], D[i] = xi, xi, relD[i]
+				continue
 			}
 			xl, xhi := r.chanArgmax(i, p.w, l)
 			x[i], xh[i], D[i] = xl, xhi, 0
@@ -271,14 +275,28 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 					D[i] = -1 / d2
 				}
 			}
-			hv[i] = r.chanVal(i, p.w, xl) - l*xl
-			phi += hv[i]
+		}
+	}
+	// values fills hv with the channels' terms of the dual at the maximisers x (the
+	// pinned channels' left out: their price is fixed) and returns the restricted dual
+	// and its scale. The line search asks for them only where the slope cannot decide.
+	values := func(mu, lam, x, hv []float64) (float64, float64) {
+		phi, scale := 0.0, 0.0
+		for i := 0; i < n; i++ {
+			if math.IsNaN(pinK[i]) {
+				hv[i] = r.chanVal(i, p.w, x[i]) - lam[i]*x[i]
+				phi += hv[i]
+				scale += math.Abs(hv[i])
+			}
 		}
 		for j := range mu {
-			phi += sigma(j, mu[j])
+			v := sigma(j, mu[j])
+			phi += v
+			scale += math.Abs(v)
 		}
-		return phi
+		return phi, scale
 	}
+	hvOK := false
 	pin := func(i int, k float64, q int) {
 		pinK[i], pinIdx[i] = k, q
 		_, pinL[i], pinH[i] = r.kink(i, q)
@@ -326,7 +344,7 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 			}
 		}
 	}
-	eval(mu, lam, x, D, hv, xhT)
+	eval(mu, lam, x, D, xhT)
 	for i := 0; i < n; i++ {
 		if math.IsNaN(pinK[i]) && x[i] != xhT[i] {
 			if q := r.nearestKink(i, lam[i]); q >= 0 {
@@ -493,7 +511,7 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 				}
 				release(wi, k, dir, xe, de)
 				x[wi], D[wi] = xe, de
-				hv[wi] = r.chanVal(wi, p.w, xe) - lam[wi]*xe
+				hvOK = false
 				lastRelease, lastReleaseK = wi, k
 				continue
 			}
@@ -587,13 +605,34 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 				}
 			}
 			if blockRow < 0 && blockChan < 0 && leave < 0 {
-				return // nothing stops the step: no plan in the box meets the rows
+				st.unbounded = true // nothing stops the step: no plan in the box meets the rows, likely
+				return
 			}
 		}
 		if blockChan >= 0 && blockChan == lastRelease && blockK == lastReleaseK && alpha == 0 {
 			return // released and caught again at once: a degenerate face
 		}
-		accepted := false
+		// The step is taken where the restricted dual's slope along it has fallen to
+		// half its size (or turned) — convex, so no higher than where it started — and
+		// otherwise where its value does not rise.
+		slope := func(x []float64) float64 {
+			v := 0.0
+			for _, j := range act {
+				t := rows.hi[j]
+				if side[j] < 0 {
+					t = rows.lo[j]
+				}
+				v += dmu[j] * t
+			}
+			for i := 0; i < n; i++ {
+				if math.IsNaN(pinK[i]) {
+					v -= delta[i] * x[i]
+				}
+			}
+			return v
+		}
+		s0 := slope(x)
+		accepted, valsT := false, false
 		for ls := 0; ls < 30; ls++ {
 			for j := range muT {
 				muT[j] = mu[j] + alpha*dmu[j]
@@ -601,22 +640,31 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 			if blockRow >= 0 {
 				muT[blockRow] = 0
 			}
-			phiRef := 0.0
-			scale := 0.0
-			for i := 0; i < n; i++ {
-				if math.IsNaN(pinK[i]) {
-					phiRef += hv[i]
-					scale += math.Abs(hv[i])
+			eval(muT, lamT, xT, DT, xhT)
+			if alpha == 0 || s0 < 0 && slope(xT) <= -0.5*s0 {
+				accepted, valsT = true, false
+				break
+			}
+			var phiRef, scale float64
+			if hvOK {
+				phiRef, scale = 0, 0
+				for i := 0; i < n; i++ {
+					if math.IsNaN(pinK[i]) {
+						phiRef += hv[i]
+						scale += math.Abs(hv[i])
+					}
 				}
+				for j := range mu {
+					v := sigma(j, mu[j])
+					phiRef += v
+					scale += math.Abs(v)
+				}
+			} else {
+				phiRef, scale = values(mu, lam, x, hv)
+				hvOK = true
 			}
-			for j := range mu {
-				s := sigma(j, mu[j])
-				phiRef += s
-				scale += math.Abs(s)
-			}
-			phiT := eval(muT, lamT, xT, DT, hvT, xhT)
-			if phiT <= phiRef+1e-12*scale || alpha == 0 {
-				accepted = true
+			if phiT, _ := values(muT, lamT, xT, hvT); phiT <= phiRef+1e-12*scale {
+				accepted, valsT = true, true
 				break
 			}
 			alpha /= 2
@@ -630,6 +678,7 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 		x, xT = xT, x
 		D, DT = DT, D
 		hv, hvT = hvT, hv
+		hvOK = valsT
 		lastRelease = -1
 		if blockRow >= 0 {
 			mu[blockRow], side[blockRow] = 0, 0
@@ -657,11 +706,8 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 					pin(i, lam[i], q)
 				}
 			}
-			if released(i) {
-				k := relKs[i]
-				if relDir[i] > 0 && lam[i] < k-1e-13*math.Abs(k) || relDir[i] < 0 && lam[i] > k+1e-13*math.Abs(k) {
-					relKs[i] = math.NaN() // off the kink, the way it was released
-				}
+			if released(i) && !atRelease(i, lam[i]) {
+				relKs[i] = math.NaN() // off the price it was released at (either way)
 			}
 		}
 	}
@@ -679,17 +725,34 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 	if !p.feasibleLinear(xs, r.lo, r.hi, 1e-12) {
 		return
 	}
-	// The bound: g at μ over every channel, the pinned ones at their own price.
+	// The bound: g at μ over every channel, the pinned ones at their own price; and the
+	// relaxation's objective at the point (before its last rounding-level projection).
 	clam := make([]float64, n)
 	ub = 0
+	robj := 0.0
 	for i := 0; i < n; i++ {
-		l := lam[i]
+		l, xi := lam[i], x[i]
+		if released(i) && math.IsNaN(pinK[i]) {
+			// (x is the end it was modelled at: a maximiser only to rounding)
+			xi, _ = r.chanArgmax(i, p.w, l)
+			robj -= c * x[i]
+			robj += r.chanVal(i, p.w, x[i])
+			clam[i] = l
+			v := r.chanVal(i, p.w, xi)
+			ub += v - l*xi
+			continue
+		}
 		if !math.IsNaN(pinK[i]) {
 			l = price(mu, i)
+			xi, _ = r.chanArgmax(i, p.w, l)
+			robj += r.chanVal(i, p.w, x[i]) - c*x[i]
 		}
 		clam[i] = l
-		xi, _ := r.chanArgmax(i, p.w, l)
-		ub += r.chanVal(i, p.w, xi) - l*xi
+		v := r.chanVal(i, p.w, xi)
+		ub += v - l*xi
+		if math.IsNaN(pinK[i]) {
+			robj += v - c*xi
+		}
 	}
 	konst := 0.0
 	for j := range mu {
@@ -702,7 +765,7 @@ func (r *relax) dualSolve(warm *dualWarm) (x []float64, ub float64, cert dualCer
 	// The point must be the relaxation's maximiser and the bound its value, to rounding:
 	// a row met only to an absolute tolerance can leave the bound loose where a curve's
 	// slope is unbounded at the end of its box.
-	if rv := p.relaxObjective(r, xs); !(math.Abs(ub-rv) <= 1e-10*max(math.Abs(ub), math.Abs(rv), 1e-300)) {
+	if !(math.Abs(ub-robj) <= 1e-10*max(math.Abs(ub), math.Abs(robj), 1e-300)) {
 		return
 	}
 	cert = dualCert{lam: clam, coef: append([]float64(nil), p.w...), konst: konst, bound: ub, anyBox: true}
