@@ -47,7 +47,6 @@ type term struct {
 	// them instead of computing three powers per box. hasZ0 is false when z0 is not
 	// finite.
 	z0, fz0, d1z0, d2z0 float64
-	d3z0                float64 // f‴(z0), for newEnvelope's first Halley step from z0
 	hasZ0               bool
 	// zt, fzt, d1zt, d2zt: the envelope's own tangency point from the origin, z0 or a
 	// few ulps past it (where the tangent line no longer passes below the origin through
@@ -92,7 +91,6 @@ func newTerm(c *Curve, a *Adstock) *term {
 				t.z0, t.hasZ0 = z0, true
 				t.fz0, t.d1z0, t.d2z0 = t.vd12(z0)
 				t.zt, t.fzt, t.d1zt, t.d2zt = tangentFrom0(t, z0, t.fz0, t.d1z0, t.d2z0)
-				_, _, _, t.d3z0 = t.vd123(z0)
 			}
 		}
 	case "saturation":
@@ -875,37 +873,4 @@ func (t *term) vd12(x float64) (v, g1, g2 float64) {
 		g2 = c2 * ((a-1)*q - (a + 1)) * q / (u * u * (1 + q) * (1 + q) * (1 + q))
 	}
 	return v, t.s * g1, t.s * t.s * g2
-}
-
-// vd123 is vd12 that also returns the third derivative d3(x) of a Hill curve (NaN for
-// other curves), from the same power; val, d1 and d2 have vd12's bits. With σ = r/(1+r),
-// w = 1−2σ and g = σ(1−σ) (r = (y/κ)^α), f′ = βαg/y, f″ = f′·h/y with h = αw − 1, and
-// f‴ = f′·(αwh − 2α²g − 2h)/y².
-func (t *term) vd123(x float64) (v, g1, g2, g3 float64) {
-	y := t.s * x
-	if t.kind != kindHill || !(y > 0) {
-		v, g1, g2 = t.vd12(x)
-		return v, g1, g2, math.NaN()
-	}
-	u := y / t.kappa
-	a := t.alpha
-	c1 := t.beta * t.alpha / t.kappa
-	c2 := t.beta * t.alpha / (t.kappa * t.kappa)
-	var w, g float64
-	if u <= 1 {
-		r := pow(u, a)
-		v = t.beta * r / (1 + r)
-		g1 = c1 * (r / u) / ((1 + r) * (1 + r))
-		g2 = c2 * ((a - 1) - (a+1)*r) * (r / (u * u)) / ((1 + r) * (1 + r) * (1 + r))
-		w, g = (1-r)/(1+r), r/((1+r)*(1+r))
-	} else {
-		q := pow(1/u, a)
-		v = t.beta / (1 + q)
-		g1 = c1 * (q / u) / ((1 + q) * (1 + q))
-		g2 = c2 * ((a-1)*q - (a + 1)) * q / (u * u * (1 + q) * (1 + q) * (1 + q))
-		w, g = (q-1)/(q+1), q/((1+q)*(1+q))
-	}
-	h := a*w - 1
-	g3 = g1 * (a*w*h - 2*a*a*g - 2*h) / (y * y) // f‴ in curve units from f′'s
-	return v, t.s * g1, t.s * t.s * g2, t.s * t.s * t.s * g3
 }

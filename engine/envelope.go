@@ -54,64 +54,29 @@ func newEnvelope(t *term, a, b float64) envelope {
 			z, iterate = z0, a > 0
 		}
 	}
-	// Halley's iteration on ψ where f‴ is known (Hill curves: ψ″ = f‴(z)(z−a) + f″(z)),
-	// Newton's otherwise, inside the bracket [lo, hi]. fz, d1z, d2z are the curve's at z
-	// when known is set.
-	var fz, d1z, d2z float64
-	known := false
 	for i := 0; iterate && i < 100; i++ {
-		var d3z float64
-		if i == 0 && t.hasZ0 && z == t.z0 {
-			fz, d1z, d2z, d3z = t.fz0, t.d1z0, t.d2z0, t.d3z0 // computed with the term
-		} else {
-			fz, d1z, d2z, d3z = t.vd123(z) // one power for Hill curves
-		}
-		known = true
+		fz, d1z, d2z := t.vd12(z)    // one power for Hill curves
 		v := d1z*(z-a) - (fz - e.fa) // ψ(z)
 		if v > 0 {
 			lo = z
 		} else {
 			hi = z
 		}
-		dv := d2z * (z - a)
-		step := -v / dv
-		halley := false
-		if ddv := d3z*(z-a) + d2z; !math.IsNaN(ddv) {
-			if den := 2*dv*dv - v*ddv; den > 0 {
-				if h := -2 * v * dv / den; z+h > lo && z+h < hi {
-					step, halley = h, true
-				}
-			}
-		}
-		// Converged when the step is below the tolerance, whether or not it stays inside
-		// the bracket: at the root to rounding, z is often an end of the bracket and the
-		// step rounds onto it, where bisecting (as before 1.3.0) threw the answer away and
-		// took some twenty steps to come back to it.
-		if math.Abs(step) <= 1e-13*z {
-			break
-		}
-		next := z + step
+		next := z - v/(d2z*(z-a))
 		if !(next > lo && next < hi) {
 			next = lo + (hi-lo)/2
 		}
-		if hi-lo <= 1e-13*hi {
+		if math.Abs(next-z) <= 1e-13*z || hi-lo <= 1e-13*hi {
 			break
 		}
-		if halley && math.Abs(step) <= 1e-6*z {
-			// Halley's step leaves an error of the order of its cube: far below 1e-14 of
-			// z here. Take it, and 1e-14·z more, so that the point lies past the tangency
-			// (ψ ≤ 0, which the steps below check) beyond ψ's rounding.
-			z, known = min(hi, next+1e-14*z), false
-			break
-		}
-		z, known = next, false
+		z = next
 	}
 	// Use a point at or just past the tangency (ψ ≤ 0) and the curve's own tangent line
 	// there. That line lies above the curve on [a, z] (it is above f(a) at a because
 	// ψ(z) ≤ 0, and above the concave part by concavity) and joins the curve with the same
 	// slope, so the envelope is a true concave majorant however the iteration ended.
-	switch {
-	case !iterate && t.hasZ0 && z == t.z0:
+	var fz, d1z, d2z float64
+	if !iterate && t.hasZ0 && z == t.z0 {
 		if a == 0 && t.zt < b {
 			// the point and values below, from the same steps at the term's compilation
 			e.z, e.m, e.d2z = t.zt, t.d1zt, t.d2zt
@@ -119,7 +84,7 @@ func newEnvelope(t *term, a, b float64) envelope {
 			return e
 		}
 		fz, d1z, d2z = t.fz0, t.d1z0, t.d2z0 // computed with the term
-	case !known:
+	} else {
 		fz, d1z, d2z = t.vd12(z)
 	}
 	psi := d1z*(z-a) - (fz - e.fa)
