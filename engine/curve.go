@@ -585,17 +585,14 @@ func (t *term) hillInvD1ExpV(m, hintY float64) (y, d1, d2, d3, v float64, ok boo
 func (t *term) hillPolish(K, y float64) (float64, float64, float64, float64, float64, bool) {
 	a := t.alpha
 	w := y / t.kappa
-	// E = e^(∓αu) and e^(φ/2)/K = e^((α−1)u/2)/(1 + e^(αu)), from two exponentials of
-	// u = ln w side by side (rather than a power and then a square root after it)
-	var E, S, sg float64
-	lw := math.Log(w)
+	var E, sg float64
 	if w > 1 {
-		E, S = math.Exp(-a*lw), math.Exp(-(a+1)/2*lw) // e^(−αu), e^(−(α+1)u/2)
+		E = pow(1/w, a) // e^(−αu)
 	} else {
-		E, S = math.Exp(a*lw), math.Exp((a-1)/2*lw) // e^(αu), e^((α−1)u/2)
+		E = pow(w, a) // e^(αu)
 	}
 	inv := 1 / (1 + E)
-	R := K * S * inv
+	R := K * math.Sqrt(E/w) * inv
 	if w > 1 {
 		sg = inv
 	} else {
