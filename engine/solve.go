@@ -193,9 +193,11 @@ func (s *session) core(p *problem) outcome {
 		budget = 1
 	}
 	out := solveCore(p, s.gap, budget, s.narrow)
-	if out.x != nil && p.feasible(p.budget, 1e-12) {
-		// Never answer worse than the plan already running.
-		if v := p.budgetObjective(); v > out.value {
+	// Never answer worse than the plan already running, nor "infeasible" while it meets
+	// every constraint: a search the node cap stopped before it found a plan, with a
+	// finite bound from its open boxes, answers with the current plan.
+	if (out.x != nil || !out.complete && finite(out.ub)) && p.feasible(p.budget, 1e-12) {
+		if v := p.budgetObjective(); out.x == nil || v > out.value {
 			out.x, out.value = append([]float64(nil), p.budget...), v
 		}
 	}
@@ -324,6 +326,20 @@ func (s *session) minSpend() solved {
 	}
 	lo := max(p.tlo, sumLo)
 	proven := 0.0 // largest spend proven insufficient
+	// unproven answers a search that ends with neither a plan nor a proof that none
+	// exists: the current plan, when it meets every constraint and reaches every target,
+	// is a feasible answer (with the spend proven insufficient as its bound), never
+	// "infeasible".
+	unproven := func(msg string) solved {
+		if !p.feasible(p.budget, 1e-12) {
+			return solved{status: StatusInfeasible, messages: []string{msg}}
+		}
+		out := s.minSpendResult(append([]float64(nil), p.budget...), proven)
+		if out.status != StatusOptimal {
+			out.messages = append(out.messages, msg+"; the current plan reaches it and is kept")
+		}
+		return out
+	}
 	if pr := try(lo); pr.reach {
 		return s.minSpendResult(pr.x, lo)
 	} else if pr.never {
@@ -340,8 +356,8 @@ func (s *session) minSpend() solved {
 			break
 		}
 		if s.exhausted() {
-			return solved{status: StatusInfeasible, messages: []string{fmt.Sprintf(
-				"no plan reaching %s found before the node budget (options.max_nodes = %d) ran out; infeasibility is not proven", main.label, s.maxNodes)}}
+			return unproven(fmt.Sprintf(
+				"no plan reaching %s found before the node budget (options.max_nodes = %d) ran out; infeasibility is not proven", main.label, s.maxNodes))
 		}
 		if best.never {
 			proven = hi
@@ -352,7 +368,7 @@ func (s *session) minSpend() solved {
 					"%s = %s is out of reach: the most any plan with spend up to %s gives is %s",
 					main.label, num(main.rhs+p.baseline[main.kpi]), num(hi), num(best.ub+p.baseline[main.kpi]))}}
 			}
-			return solved{status: StatusInfeasible, messages: []string{fmt.Sprintf("no plan found reaching %s within spend %s", main.label, num(hi))}}
+			return unproven(fmt.Sprintf("no plan found reaching %s within spend %s", main.label, num(hi)))
 		}
 		lo, hi = hi, hi*4
 	}
