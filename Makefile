@@ -7,7 +7,7 @@ DATE     := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.buildDate=$(DATE)
 FUZZTIME ?= 30s
 
-.PHONY: all build docker run test test-go test-bench services bench bench-go bench-compare bench-api bench-archive bench-replay bench-deps fuzz vet clean
+.PHONY: all build docker run test test-go test-bench services bench bench-go bench-compare bench-api bench-archive bench-replay bench-deps fuzz sweep vet clean
 
 all: build
 
@@ -49,6 +49,14 @@ test-bench: bench-deps
 
 bench-deps:
 	@$(PYTHON) -c 'import numpy, scipy' 2>/dev/null || $(PYTHON) -m pip install -q -r bench/requirements.txt
+
+# The engine's regression sweep (bench/sweep, about a minute): some 24,000 generated
+# requests solved and compared with the recorded run of the last accepted engine. Fails
+# when an optimal result is no longer optimal or a certified bound crosses the other
+# run's plan. Run it for every change that may alter engine results (each version bump).
+SWEEP_BASELINE ?= bench/sweep/baseline-1.3.4.txt
+sweep:
+	$(GO) run ./bench/sweep -compare $(SWEEP_BASELINE)
 
 # Figures for the README: Go benchmarks, then the engine against scipy's SLSQP on the
 # same generated problems, in one invocation.
