@@ -32,7 +32,9 @@ type Change struct {
 }
 
 // Crossing is a certified bound of one run below (for min_spend: above) the other run's
-// plan for the same request.
+// plan for the same request. For target_roi and target_mroi a run's bound is for the
+// allocation of the spend it settled on, so a crossing there may also mean the runs
+// settled on different spends; that is a change to explain all the same.
 type Crossing struct {
 	ID, Objective string
 	Coupled       bool
