@@ -54,7 +54,7 @@ bench-deps:
 # requests solved and compared with the recorded run of the last accepted engine. Fails
 # when an optimal result is no longer optimal or a certified bound crosses the other
 # run's plan. Run it for every change that may alter engine results (each version bump).
-SWEEP_BASELINE ?= bench/sweep/baseline-1.3.4.txt
+SWEEP_BASELINE ?= bench/sweep/baseline-1.3.6.txt
 sweep:
 	$(GO) run ./bench/sweep -compare $(SWEEP_BASELINE)
 

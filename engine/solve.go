@@ -229,6 +229,13 @@ func (s *session) maximise(p *problem) solved {
 		return solved{status: StatusInfeasible, messages: []string{s.floorMessage(p)}}
 	}
 	scale := p.gapScale(out.x, out.value)
+	c := p.objConst()
+	if scale <= 1e-9*math.Abs(c) {
+		// No response to speak of (the best plan spends nothing, say): a gap relative to
+		// it would never close. Relative to the objective with its baselines, the one the
+		// certificate reports, it does.
+		scale = math.Abs(c)
+	}
 	ub := boundSlack(max(out.ub, out.value), scale)
 	if p.point() {
 		ub = out.value // the only plan there is: its value is the bound
@@ -241,7 +248,6 @@ func (s *session) maximise(p *problem) solved {
 	if status == StatusFeasible {
 		msgs = append(msgs, fmt.Sprintf("search stopped after %d nodes with a relative gap of %.3g on the response (baselines excluded); raise options.max_nodes to close it", s.nodes, (ub-out.value)/scale))
 	}
-	c := p.objConst()
 	return solved{x: out.x, status: status, objective: out.value + c, bound: ub + c, messages: msgs}
 }
 
@@ -506,6 +512,12 @@ func (s *session) finish(res Result, out solved) Result {
 	res.Engine.Algorithm = s.algo
 	if out.x == nil {
 		return res
+	}
+	// Spends go out inside their boxes: a plan assembled from differences (the snapping
+	// onto coupling rows) can land an ulp or so outside one, a spend of −1e-18 where the
+	// minimum is 0, which no reader of an allocation should have to allow for.
+	for i := range out.x {
+		out.x[i] = min(max(out.x[i], p.lo[i]), s.origHi[i])
 	}
 	ev := p.evaluate(out.x, s) // (a value: only its maps are kept)
 	res.Allocation = make(map[string]float64, p.n())

@@ -205,4 +205,4 @@ type EngineInfo struct {
 
 // Version identifies the engine build in results. Bump it whenever a change may alter
 // any allocation bit, so that audits can tell which engine produced a result.
-const Version = "atlas-engine/1.3.5"
+const Version = "atlas-engine/1.3.6"
