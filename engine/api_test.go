@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/atlas-mmm/atlas/engine"
+	"github.com/atlas-mmm/atlas/engine/enginegen"
 )
 
 // ---------------------------------------------------------------------------------------
@@ -123,51 +124,11 @@ func decodeReq(t testing.TB, s string) engine.Request {
 // Reference implementation of the contract's curves (§1), written from the table, not
 // from the engine's code.
 
-func refSigmoid(z float64) float64 {
-	if z >= 0 {
-		return 1 / (1 + math.Exp(-z))
-	}
-	e := math.Exp(z)
-	return e / (1 + e)
-}
-
-func refCurve(c engine.Curve, x float64) float64 {
-	g := func(p *float64) float64 { return *p }
-	switch c.Type {
-	case "linear":
-		return g(c.Beta) * x
-	case "hill":
-		if x <= 0 {
-			return 0
-		}
-		if x > g(c.Kappa) { // β/(1 + (κ/x)^α): no overflow for large x^α
-			return g(c.Beta) / (1 + math.Pow(g(c.Kappa)/x, g(c.Alpha)))
-		}
-		u := math.Pow(x/g(c.Kappa), g(c.Alpha))
-		return g(c.Beta) * u / (1 + u)
-	case "saturation":
-		return g(c.Beta) * x / (x + g(c.Kappa))
-	case "exponential":
-		return -g(c.Beta) * math.Expm1(-x/g(c.Kappa))
-	case "power":
-		return g(c.Beta) * math.Pow(x, g(c.Alpha))
-	case "log":
-		return g(c.Beta) * math.Log1p(x/g(c.Kappa))
-	case "logistic":
-		k, x0 := g(c.K), g(c.X0)
-		return g(c.Beta) * (refSigmoid(k*(x-x0)) - refSigmoid(-k*x0))
-	case "piecewise":
-		px, py := 0.0, 0.0
-		for _, p := range c.Points {
-			if x <= p[0] {
-				return py + (p[1]-py)*(x-px)/(p[0]-px)
-			}
-			px, py = p[0], p[1]
-		}
-		return py
-	}
-	panic("refCurve: unknown type " + c.Type)
-}
+// refCurve and refSigmoid are enginegen's, which the request generator shares.
+var (
+	refCurve   = enginegen.CurveValue
+	refSigmoid = enginegen.Sigmoid
+)
 
 // refCurveD1 is the derivative of a smooth curve.
 func refCurveD1(c engine.Curve, x float64) float64 {

@@ -8,13 +8,13 @@ import (
 )
 
 // The generator evaluates the current budget to set floors and targets it meets. It does
-// so with its own copy of the contract's curves (§1), written from the table like the
-// engine tests' reference implementation (engine/api_test.go, refCurve), and not with
-// engine.Evaluate: the requests must not move when the engine's arithmetic does, or a
+// so with its own copy of the contract's curves (§1), written from the table (CurveValue, which
+// the engine's tests also use as their reference), and not with engine.Evaluate: the requests must not move when the engine's arithmetic does, or a
 // sweep comparing two engine versions would compare them on different requests, and the
 // fuzz corpus would change meaning with every engine change.
 
-func sigmoid(z float64) float64 {
+// Sigmoid is the logistic function, computed without overflow for either sign of z.
+func Sigmoid(z float64) float64 {
 	if z >= 0 {
 		return 1 / (1 + math.Exp(-z))
 	}
@@ -22,7 +22,10 @@ func sigmoid(z float64) float64 {
 	return e / (1 + e)
 }
 
-func curveValue(c engine.Curve, x float64) float64 {
+// CurveValue is curve c's response at spend x (adstock aside), written from the
+// contract's table (§1) and not from the engine's code: the reference the engine's tests
+// check the engine against, and what the generator evaluates with.
+func CurveValue(c engine.Curve, x float64) float64 {
 	g := func(p *float64) float64 { return *p }
 	switch c.Type {
 	case "linear":
@@ -46,7 +49,7 @@ func curveValue(c engine.Curve, x float64) float64 {
 		return g(c.Beta) * math.Log1p(x/g(c.Kappa))
 	case "logistic":
 		k, x0 := g(c.K), g(c.X0)
-		return g(c.Beta) * (sigmoid(k*(x-x0)) - sigmoid(-k*x0))
+		return g(c.Beta) * (Sigmoid(k*(x-x0)) - Sigmoid(-k*x0))
 	case "piecewise":
 		px, py := 0.0, 0.0
 		for _, p := range c.Points {
@@ -66,7 +69,7 @@ func channelValue(ch engine.Channel, x float64) float64 {
 	if ch.Adstock != nil && ch.Adstock.Decay != nil {
 		scale = 1 / (1 - *ch.Adstock.Decay)
 	}
-	return curveValue(ch.Curve, x*scale)
+	return CurveValue(ch.Curve, x*scale)
 }
 
 // kpiValues evaluates every KPI (baselines included) of an allocation, summing channels
