@@ -124,10 +124,14 @@ func decodeReq(t testing.TB, s string) engine.Request {
 // Reference implementation of the contract's curves (§1), written from the table, not
 // from the engine's code.
 
-// refCurve and refSigmoid are enginegen's, which the request generator shares.
+// The reference evaluation is enginegen's, which the request generator shares: the
+// curves (refCurve), a channel with its adstock (refChannel) and every KPI of an
+// allocation, baselines included (refKPIs).
 var (
 	refCurve   = enginegen.CurveValue
 	refSigmoid = enginegen.Sigmoid
+	refChannel = enginegen.ChannelValue
+	refKPIs    = enginegen.KPIValues
 )
 
 // refCurveD1 is the derivative of a smooth curve.
@@ -184,36 +188,9 @@ func adstockScale(ch engine.Channel) float64 {
 	return 1
 }
 
-func refChannel(ch engine.Channel, x float64) float64 {
-	return refCurve(ch.Curve, x*adstockScale(ch))
-}
-
 func refChannelD1(ch engine.Channel, x float64) float64 {
 	s := adstockScale(ch)
 	return s * refCurveD1(ch.Curve, x*s)
-}
-
-// refKPIs evaluates every KPI (baselines included) of an allocation.
-func refKPIs(m *engine.Model, alloc map[string]float64) map[string]float64 {
-	out := map[string]float64{}
-	primary := m.KPI
-	if primary == "" {
-		primary = "revenue"
-	}
-	v := m.Baseline
-	for _, name := range sortedNames(m.Channels) {
-		v += refChannel(m.Channels[name], alloc[name])
-	}
-	out[primary] = v
-	for _, k := range sortedNames(m.KPIs) {
-		km := m.KPIs[k]
-		v := km.Baseline
-		for _, name := range sortedNames(km.Channels) {
-			v += refChannel(km.Channels[name], alloc[name])
-		}
-		out[k] = v
-	}
-	return out
 }
 
 // checkExpected compares the result's KPIs, spend and per-channel figures with the

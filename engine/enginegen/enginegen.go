@@ -224,7 +224,7 @@ func Request(data []byte) *engine.Request {
 	// Sometimes set floors and targets the current budget meets, so that an
 	// "infeasible" answer can be checked against it.
 	if s.intn(2) == 0 {
-		e := kpiValues(m, req.Budget)
+		e := KPIValues(m, req.Budget)
 		if o.Floors != nil {
 			o.Floors["awareness"] = e["awareness"] - math.Abs(e["awareness"])*0.5*s.frac()
 		}

@@ -64,7 +64,9 @@ func CurveValue(c engine.Curve, x float64) float64 {
 	panic("enginegen: unknown curve type " + c.Type)
 }
 
-func channelValue(ch engine.Channel, x float64) float64 {
+// ChannelValue is a channel's response at spend x: its curve at x scaled by its
+// geometric adstock's long-run multiplier 1/(1−decay) (contract §1).
+func ChannelValue(ch engine.Channel, x float64) float64 {
 	scale := 1.0
 	if ch.Adstock != nil && ch.Adstock.Decay != nil {
 		scale = 1 / (1 - *ch.Adstock.Decay)
@@ -72,9 +74,9 @@ func channelValue(ch engine.Channel, x float64) float64 {
 	return CurveValue(ch.Curve, x*scale)
 }
 
-// kpiValues evaluates every KPI (baselines included) of an allocation, summing channels
+// KPIValues evaluates every KPI (baselines included) of an allocation, summing channels
 // in name order so that the sums, and so the requests, are the same on every run.
-func kpiValues(m *engine.Model, alloc map[string]float64) map[string]float64 {
+func KPIValues(m *engine.Model, alloc map[string]float64) map[string]float64 {
 	out := map[string]float64{}
 	primary := m.KPI
 	if primary == "" {
@@ -82,14 +84,14 @@ func kpiValues(m *engine.Model, alloc map[string]float64) map[string]float64 {
 	}
 	v := m.Baseline
 	for _, name := range sortedKeys(m.Channels) {
-		v += channelValue(m.Channels[name], alloc[name])
+		v += ChannelValue(m.Channels[name], alloc[name])
 	}
 	out[primary] = v
 	for _, k := range sortedKeys(m.KPIs) {
 		km := m.KPIs[k]
 		v := km.Baseline
 		for _, name := range sortedKeys(km.Channels) {
-			v += channelValue(km.Channels[name], alloc[name])
+			v += ChannelValue(km.Channels[name], alloc[name])
 		}
 		out[k] = v
 	}
